@@ -1,0 +1,107 @@
+"""One checkpoint format: plain containers and tensors, written atomically, read weights-only.
+
+A checkpoint is a dict: `format`, `format_version`, `seqlstm_version`, `config` (TrainConfig as
+plain types), `model_args` (the classifier's constructor arguments), `state_dict` (CPU tensors)
+and `metrics`. `torch.load(weights_only=True)` reads it; nothing in it can run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError
+from .model import LSTMClassifier
+
+FORMAT = "seqlstm-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: LSTMClassifier, config: TrainConfig, metrics: dict | None = None
+) -> Path:
+    """Write `model` and `config` to `path` and return it.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    `path`, so a crash leaves either the old file or the complete new one, never a partial file.
+    """
+    from . import __version__
+
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seqlstm_version": __version__,
+        "config": config.to_dict(),
+        "model_args": dict(model.hparams),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": dict(metrics or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The validated checkpoint dict at `path` (tensors on the CPU).
+
+    Raises CheckpointError for a missing, truncated, foreign, unsafe or too-new file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported" in line), "")
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain containers"
+            f"{' (' + reason + ')' if reason else ''}. It is not a seqlstm checkpoint or it was tampered "
+            "with; seqlstm never executes code from a checkpoint"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: cannot read it as a checkpoint; the file is truncated or not a PyTorch file ({e})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a seqlstm checkpoint (no {FORMAT!r} marker); train one with `seqlstm train`")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: checkpoint has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} was written by seqlstm "
+            f"{data.get('seqlstm_version', '?')}, newer than this one reads (up to {FORMAT_VERSION}); "
+            "upgrade seqlstm"
+        )
+    missing = [k for k in ("config", "model_args", "state_dict") if not isinstance(data.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint is incomplete: missing {', '.join(missing)}")
+    return data
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LSTMClassifier, TrainConfig]:
+    """Rebuild the trained model (in eval mode, on `device`) and its config from `path`."""
+    data = read_checkpoint(path)
+    try:
+        config = TrainConfig.from_dict(data["config"])
+        model = LSTMClassifier(**data["model_args"])
+        model.load_state_dict(data["state_dict"])
+    except (ConfigError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint contents do not fit together: {e}") from None
+    return model.to(device).eval(), config

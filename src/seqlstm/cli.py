@@ -1,0 +1,64 @@
+"""`seqlstm` command line: argument parsing only; each command calls one API function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .config import TrainConfig
+from .errors import SeqlstmError
+from .evaluate import evaluate_checkpoint
+from .train import train
+
+DEFAULTS = TrainConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqlstm", description="Train and evaluate many-to-one LSTM sequence classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"seqlstm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data_dir_help = "folder holding the dataset's files (gzip or raw); nothing is downloaded when given"
+    device_help = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: %(default)s)"
+
+    t = commands.add_parser("train", help="train a classifier, evaluate it and save a checkpoint")
+    t.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name (default: %(default)s)")
+    t.add_argument("--data-dir", default=DEFAULTS.data_dir, metavar="DIR", help=data_dir_help)
+    t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default: %(default)s)")
+    t.add_argument("--hidden-size", type=int, default=DEFAULTS.hidden_size, help="LSTM units per layer (default: %(default)s)")
+    t.add_argument("--num-layers", type=int, default=DEFAULTS.num_layers, help="stacked LSTM layers (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for initial weights and shuffling (default: %(default)s)")
+    t.add_argument("--device", default=DEFAULTS.device, help=device_help)
+    t.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, metavar="N", help="stop after N optimizer steps (smoke runs)")
+    t.add_argument("--log-every", type=int, default=DEFAULTS.log_every, metavar="N", help="print the loss every N steps (default: %(default)s)")
+    t.add_argument("--out", default=DEFAULTS.out, metavar="PATH", help="checkpoint to write (default: %(default)s)")
+
+    e = commands.add_parser("evaluate", help="print a checkpoint's accuracy on the test split")
+    e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
+    e.add_argument("--device", default="auto", help=device_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if args.command == "train":
+            options = {k: v for k, v in vars(args).items() if k != "command"}
+            train(TrainConfig(**options), log=lambda line: print(line, flush=True))
+        elif args.command == "evaluate":
+            print(evaluate_checkpoint(args.checkpoint, args.data_dir, args.device).summary())
+    except SeqlstmError as e:
+        print(f"seqlstm: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seqlstm: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,234 @@
+"""Named datasets: where their files come from, how they are checked, and loading them.
+
+A file is looked for, in order: in `data_dir` when one is given (and nowhere else), in
+`$SEQLSTM_DATA/<dataset>/`, in the per-user cache; only then is it downloaded into the cache.
+Every file is verified against the MD5 of its *uncompressed* payload, so any faithful copy passes
+whatever gzip wrapper it came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pooch
+import torch
+
+from ..errors import DataError, DownloadError
+from .idx import parse_idx, read_bytes
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+# requests applies this to connecting and to each wait for data, so a stalled mirror fails
+# in seconds while a slow but live one still finishes.
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class DataFile:
+    name: str  # file name as published, e.g. "train-images-idx3-ubyte.gz"
+    md5: str  # MD5 of the uncompressed payload
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A published image-classification dataset stored as IDX files."""
+
+    name: str
+    splits: dict[str, tuple[DataFile, DataFile]]  # split -> (images, labels)
+    mirrors: tuple[str, ...]
+    mirrors_env: str  # environment variable that replaces `mirrors` (comma-separated base URLs)
+    classes: tuple[str, ...]
+
+    def file_names(self) -> str:
+        return ", ".join(f.name for pair in self.splits.values() for f in pair)
+
+
+MNIST = ImageDataset(
+    name="mnist",
+    splits={
+        "train": (
+            DataFile("train-images-idx3-ubyte.gz", "6bbc9ace898e44ae57da46a324031adb"),
+            DataFile("train-labels-idx1-ubyte.gz", "a25bea736e30d166cdddb491f175f624"),
+        ),
+        "test": (
+            DataFile("t10k-images-idx3-ubyte.gz", "2646ac647ad5339dbf082846283269ea"),
+            DataFile("t10k-labels-idx1-ubyte.gz", "27ae3e4e09519cfbb04c329615203637"),
+        ),
+    },
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    mirrors_env="SEQLSTM_MNIST_MIRRORS",
+    classes=tuple(str(d) for d in range(10)),
+)
+
+DATASETS = {MNIST.name: MNIST}
+
+
+class LabelledImages(NamedTuple):
+    images: torch.Tensor  # uint8 (N, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+
+def get_dataset(name: str) -> ImageDataset:
+    """The dataset registered under `name` (case-insensitive); DataError if there is none."""
+    try:
+        return DATASETS[name.lower()]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
+
+
+def cache_dir() -> Path:
+    """The per-user download cache: `$SEQLSTM_CACHE`, else the platform's (`$XDG_CACHE_HOME/seqlstm`)."""
+    override = os.environ.get("SEQLSTM_CACHE")
+    return Path(override).expanduser() if override else Path(pooch.os_cache("seqlstm")).expanduser()
+
+
+def mirrors(dataset: ImageDataset) -> list[str]:
+    """Base URLs to try in order: the dataset's environment override if set, else its defaults."""
+    override = os.environ.get(dataset.mirrors_env, "")
+    chosen = [m.strip() for m in override.split(",") if m.strip()] or list(dataset.mirrors)
+    return [m if m.endswith("/") else m + "/" for m in chosen]
+
+
+def find_in(directory: Path, file: DataFile) -> Path | None:
+    """`file` in `directory`, under its published name or without `.gz` (decompressed copies)."""
+    for candidate in (file.name, file.name.removesuffix(".gz")):
+        path = directory / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def verified_payload(path: Path, file: DataFile) -> bytes:
+    """The uncompressed bytes of `path`, after checking them against `file.md5`."""
+    payload = read_bytes(path)
+    got = hashlib.md5(payload).hexdigest()
+    if got != file.md5:
+        raise DataError(
+            f"{path}: checksum mismatch: the MD5 of its uncompressed data is {got}, expected {file.md5} "
+            f"for {file.name}. The file is corrupt or not the file its name says; replace it with a "
+            "faithful copy"
+        )
+    return payload
+
+
+def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
+    """Fetch `file` from the first mirror that delivers a verified copy, into `directory`.
+
+    Each attempt streams to a temporary file in `directory` and is renamed into place only after
+    its checksum passes, so an interrupted or bad download never leaves a file that looks valid.
+    Raises DownloadError listing every mirror and what it answered.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / file.name
+    fetch = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=DOWNLOAD_TIMEOUT_S)
+    failures = []
+    for base in mirrors(dataset):
+        url = base + file.name
+        log.info("downloading %s", url)
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{file.name}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            fetch(url, str(tmp), None)
+            verified_payload(tmp, file)
+            os.replace(tmp, target)
+            return target
+        except DataError as e:
+            failures.append(f"{url}: {str(e).removeprefix(str(tmp) + ': ')}")
+        except Exception as e:  # requests/urllib3 raise many types; each is one mirror's answer
+            failures.append(f"{url}: {describe_failure(e)}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    tried = "\n  ".join(failures)
+    raise DownloadError(
+        f"could not download {file.name} for {dataset.name}; every mirror failed:\n  {tried}\n"
+        f"Place the files by hand instead: put {dataset.file_names()} "
+        f"(gzip or raw) in a folder and pass it as --data-dir, or set {dataset.mirrors_env} to "
+        "comma-separated base URLs of a mirror you can reach"
+    )
+
+
+def describe_failure(error: Exception) -> str:
+    """One line saying what a mirror answered, for the DownloadError summary."""
+    import requests  # imported here like pooch does: only downloads need it
+
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code} {error.response.reason}"
+    if isinstance(error, requests.Timeout):
+        return f"no answer within {DOWNLOAD_TIMEOUT_S} s"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return f"the connection was cut before the file was complete ({error})"
+    if isinstance(error, requests.ConnectionError):
+        return f"could not connect ({error})"
+    return f"{type(error).__name__}: {error}"
+
+
+def locate(dataset: ImageDataset, file: DataFile, data_dir: str | os.PathLike | None) -> Path:
+    """The path of a verified local copy of `file`, downloading it into the cache if needed."""
+    if data_dir is not None:
+        directory = Path(data_dir).expanduser()
+        found = find_in(directory, file)
+        if found is None:
+            if not directory.is_dir():
+                raise DataError(f"--data-dir {directory}: no such directory")
+            raise DataError(
+                f"--data-dir {directory} has no {file.name} (nor {file.name.removesuffix('.gz')}). "
+                f"Put the {dataset.name} files there, gzip or raw: {dataset.file_names()}"
+            )
+        return found
+    shared_root = os.environ.get("SEQLSTM_DATA")
+    if shared_root:
+        found = find_in(Path(shared_root).expanduser() / dataset.name, file)
+        if found is not None:
+            return found
+    directory = cache_dir() / dataset.name
+    cached = find_in(directory, file)
+    if cached is not None:
+        return cached
+    return download(dataset, file, directory)
+
+
+def load_dataset(name: str = "mnist", split: str = "train", data_dir: str | os.PathLike | None = None) -> LabelledImages:
+    """Load one split of a named dataset into memory.
+
+    Args:
+        name: a registered dataset, e.g. "mnist".
+        split: "train" or "test".
+        data_dir: a folder holding the dataset's files; when given, nothing is searched or downloaded.
+    Returns:
+        LabelledImages(images uint8 (N, H, W), labels int64 (N,)).
+    Raises:
+        DataError (or DownloadError) saying which file is missing or bad and what to do.
+    """
+    dataset = get_dataset(name)
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    images, labels = (load_file(dataset, file, data_dir) for file in dataset.splits[split])
+    return LabelledImages(torch.from_numpy(images), torch.from_numpy(labels.astype("int64")))
+
+
+def load_file(dataset: ImageDataset, file: DataFile, data_dir: str | os.PathLike | None):
+    """The verified, decoded contents of one dataset file as a numpy array."""
+    path = locate(dataset, file, data_dir)
+    try:
+        return parse_idx(verified_payload(path, file), str(path))
+    except DataError:
+        if path.parent != cache_dir() / dataset.name:
+            raise  # the user's own copy: report it, never touch it
+        # A damaged cache entry is ours to repair: replace it rather than make the user hunt it down.
+        log.warning("%s failed verification; downloading it again", path)
+        path.unlink()
+        path = download(dataset, file, path.parent)
+        return parse_idx(verified_payload(path, file), str(path))

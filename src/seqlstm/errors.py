@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints their message and exits 1, without a traceback."""
+
+
+class SeqlstmError(Exception):
+    """Base class: something the user can fix (bad file, missing data, wrong flag)."""
+
+
+class DataError(SeqlstmError):
+    """A dataset file is missing, malformed or fails its checksum."""
+
+
+class DownloadError(DataError):
+    """No mirror delivered a valid copy of a dataset file."""
+
+
+class CheckpointError(SeqlstmError):
+    """A checkpoint cannot be read, is not a seqlstm checkpoint, or is unsafe to load."""
+
+
+class ConfigError(SeqlstmError):
+    """An option has a value that cannot work (unknown device, non-positive batch size, ...)."""

@@ -1,0 +1,66 @@
+"""Accuracy of a trained classifier on a labelled split."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import load_dataset
+from .data.sequences import image_rows
+from .device import resolve_device
+from .model import LSTMClassifier
+
+# Large batches make evaluation a few big matrix products instead of many small ones; the
+# result does not depend on it beyond float rounding, and train and evaluate use the same value.
+EVAL_BATCH_SIZE = 1000
+
+
+@dataclass
+class Evaluation:
+    correct: int
+    total: int
+    split: str = "test"
+
+    @property
+    def accuracy(self) -> float:
+        """Percentage of correctly classified samples."""
+        return 100.0 * self.correct / self.total
+
+    def summary(self) -> str:
+        """The tutorial's line, e.g. `Test Accuracy of the model on the 10000 test images: 97.68 %`."""
+        return (
+            f"{self.split.capitalize()} Accuracy of the model on the {self.total} {self.split} images: "
+            f"{self.accuracy:.2f} %"
+        )
+
+
+def evaluate(
+    model: LSTMClassifier, images: torch.Tensor, labels: torch.Tensor, split: str = "test"
+) -> Evaluation:
+    """Count correct predictions of `model` on uint8 `images` (N, H, W) with int64 `labels` (N,).
+
+    Runs on the model's device under inference mode; the model's train/eval mode is restored.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(images), EVAL_BATCH_SIZE):
+            x = image_rows(images[start : start + EVAL_BATCH_SIZE].to(device))
+            y = labels[start : start + EVAL_BATCH_SIZE].to(device)
+            correct += int((model(x).argmax(dim=1) == y).sum())
+    model.train(was_training)
+    return Evaluation(correct=correct, total=len(images), split=split)
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike, data_dir: str | os.PathLike | None = None, device: str = "auto", split: str = "test"
+) -> Evaluation:
+    """Load the checkpoint at `path` and evaluate it on `split` of the dataset it was trained on."""
+    model, config = load_checkpoint(path, resolve_device(device))
+    data = load_dataset(config.dataset, split, data_dir)
+    return evaluate(model, data.images, data.labels, split)

@@ -1,0 +1,3 @@
+from .classifier import LSTMClassifier
+
+__all__ = ["LSTMClassifier"]
