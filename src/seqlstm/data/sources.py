@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -171,7 +172,10 @@ def describe_failure(error: Exception) -> str:
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return f"the connection was cut before the file was complete ({error})"
     if isinstance(error, requests.ConnectionError):
-        return f"could not connect ({error})"
+        # urllib3 wraps the OS's answer ("Connection refused", "Name or service not known") in
+        # several layers of reprs; the OS's words are what a user can act on.
+        os_error = re.search(r"\[Errno -?\d+\] ([^)\"']+)", str(error))
+        return f"could not connect ({os_error.group(1).strip() if os_error else error})"
     return f"{type(error).__name__}: {error}"
 
 

@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated cache, the real MNIST files, and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    """Every test gets its own empty cache and no mirror or data-root settings from the caller."""
+    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SEQLSTM_MNIST_MIRRORS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder with the four real MNIST files: `$SEQLSTM_DATA/mnist`, else `../shared/data/mnist`."""
+    root = os.environ.get("SEQLSTM_DATA")
+    directory = Path(root) / "mnist" if root else REPO.parent / "shared" / "data" / "mnist"
+    if not (directory / "train-images-idx3-ubyte.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"MNIST files not found in {directory}; CI must set SEQLSTM_DATA")
+        pytest.skip(f"MNIST files not found in {directory}; set SEQLSTM_DATA to a folder holding mnist/")
+    return directory
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m seqlstm ARGS` in a real process and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "seqlstm", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+class Route:
+    """What the test server answers for one path: a body, a status, or a body cut short."""
+
+    def __init__(self, body: bytes = b"", status: int = 200, cut_after: int | None = None):
+        self.body, self.status, self.cut_after = body, status, cut_after
+
+
+class FileServer:
+    """A threaded HTTP server on 127.0.0.1 serving `routes`; `requests` records every path asked for."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                if route.status != 200:
+                    self.send_error(route.status)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                if route.cut_after is None:
+                    self.wfile.write(route.body)
+                else:
+                    # Promise the whole file, deliver part of it, and drop the connection.
+                    self.wfile.write(route.body[: route.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()

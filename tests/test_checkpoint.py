@@ -1,0 +1,114 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import run_cli
+from seqlstm import CheckpointError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
+from seqlstm.checkpoint import FORMAT_VERSION
+
+
+def small_model():
+    torch.manual_seed(3)
+    return LSTMClassifier(28, hidden_size=16, num_layers=2, num_classes=10)
+
+
+def test_round_trip_restores_weights_config_and_outputs(tmp_path):
+    model, config = small_model(), TrainConfig(hidden_size=16, epochs=3, seed=9, out=str(tmp_path / "m.ckpt"))
+    path = save_checkpoint(config.out, model, config, metrics={"test_accuracy": 12.5})
+    loaded, loaded_config = load_checkpoint(path)
+    assert loaded_config == config
+    assert not loaded.training
+    x = torch.rand(4, 28, 28)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format_version"] == FORMAT_VERSION and raw["metrics"] == {"test_accuracy": 12.5}
+    assert raw["model_args"] == {"input_size": 28, "hidden_size": 16, "num_layers": 2, "num_classes": 10}
+    assert os.listdir(tmp_path) == ["m.ckpt"]
+
+
+def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "m.ckpt"
+    save_checkpoint(path, small_model(), TrainConfig())
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, small_model(), TrainConfig(seed=1))
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.ckpt"]
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / "m.ckpt"
+    save_checkpoint(path, small_model(), TrainConfig())
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+        load_checkpoint(path)
+
+
+def test_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a seqlstm checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+        load_checkpoint(tmp_path / "notes.txt")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "m.ckpt"
+    save_checkpoint(path, small_model(), TrainConfig())
+    data = torch.load(path, weights_only=True)
+    data["format_version"] = FORMAT_VERSION + 1
+    data["seqlstm_version"] = "9.0.0"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"format version 2 was written by seqlstm 9\.0\.0.*upgrade seqlstm"):
+        load_checkpoint(path)
+
+
+class Payload:
+    """Unpickling this object creates the file named by `target`: proof that code ran."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "torch.save legacy", "plain pickle"])
+def test_malicious_checkpoint_does_not_execute(tmp_path, writer):
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    payload = {"format": "seqlstm-checkpoint", "format_version": 1, "config": Payload(str(target))}
+    if writer == "plain pickle":
+        path.write_bytes(pickle.dumps(payload))
+        pickle.loads(path.read_bytes())  # the payload is live: an unrestricted load runs it
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=writer == "torch.save")
+        torch.load(path, weights_only=False)
+    assert target.exists()
+    target.unlink()
+
+    with pytest.raises(CheckpointError, match="refused to load.*never executes code" if writer != "plain pickle" else ""):
+        load_checkpoint(path)
+    assert not target.exists()
+    result = run_cli("evaluate", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"seqlstm: error: {path}: ")
+    assert not target.exists()
+
+
+def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path):
+    (tmp_path / "bad.ckpt").write_bytes(b"\x80\x04garbage")
+    result = run_cli("evaluate", str(tmp_path / "bad.ckpt"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("seqlstm: error: ") and "Traceback" not in result.stderr
