@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Read once, before the per-test isolation below removes it from the environment.
+SHARED_DATA = os.environ.get("SEQLSTM_DATA")
 
 
 @pytest.fixture(autouse=True)
@@ -19,13 +21,13 @@ def isolated_environment(tmp_path, monkeypatch):
     """Every test gets its own empty cache and no mirror or data-root settings from the caller."""
     monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SEQLSTM_MNIST_MIRRORS", raising=False)
+    monkeypatch.delenv("SEQLSTM_DATA", raising=False)
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The folder with the four real MNIST files: `$SEQLSTM_DATA/mnist`, else `../shared/data/mnist`."""
-    root = os.environ.get("SEQLSTM_DATA")
-    directory = Path(root) / "mnist" if root else REPO.parent / "shared" / "data" / "mnist"
+    directory = Path(SHARED_DATA) / "mnist" if SHARED_DATA else REPO.parent / "shared" / "data" / "mnist"
     if not (directory / "train-images-idx3-ubyte.gz").is_file():
         if os.environ.get("CI"):
             pytest.fail(f"MNIST files not found in {directory}; CI must set SEQLSTM_DATA")
