@@ -7,15 +7,18 @@ from .config import TrainConfig
 from .data import LabelledImages, load_dataset
 from .errors import CheckpointError, ConfigError, DataError, DownloadError, SeqlstmError
 from .evaluate import Evaluation, evaluate, evaluate_checkpoint
-from .model import LSTMClassifier
+from .explain import Explanation, explain
+from .model import CELLS, LSTMClassifier, trace_gates
 from .train import TrainResult, train
 
 __all__ = [
+    "CELLS",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "DownloadError",
     "Evaluation",
+    "Explanation",
     "LSTMClassifier",
     "LabelledImages",
     "SeqlstmError",
@@ -23,8 +26,10 @@ __all__ = [
     "TrainResult",
     "evaluate",
     "evaluate_checkpoint",
+    "explain",
     "load_checkpoint",
     "load_dataset",
     "save_checkpoint",
+    "trace_gates",
     "train",
 ]

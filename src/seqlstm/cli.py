@@ -9,7 +9,9 @@ import sys
 from . import __version__
 from .config import TrainConfig
 from .errors import SeqlstmError
+from .model import CELLS
 from .evaluate import evaluate_checkpoint
+from .explain import explain
 from .train import train
 
 DEFAULTS = TrainConfig()
@@ -17,7 +19,7 @@ DEFAULTS = TrainConfig()
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="seqlstm", description="Train and evaluate many-to-one LSTM sequence classifiers."
+        prog="seqlstm", description="Train, evaluate and explain many-to-one LSTM sequence classifiers."
     )
     parser.add_argument("--version", action="version", version=f"seqlstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default: %(default)s)")
     t.add_argument("--hidden-size", type=int, default=DEFAULTS.hidden_size, help="LSTM units per layer (default: %(default)s)")
     t.add_argument("--num-layers", type=int, default=DEFAULTS.num_layers, help="stacked LSTM layers (default: %(default)s)")
+    t.add_argument("--cell", choices=CELLS, default=DEFAULTS.cell, help="recurrent cell: lstm and gru run fused (oneDNN/cuDNN), seed is the tutorial's 4-gate cell run as explicit equations (default: %(default)s)")
     t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for initial weights and shuffling (default: %(default)s)")
     t.add_argument("--device", default=DEFAULTS.device, help=device_help)
     t.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, metavar="N", help="stop after N optimizer steps (smoke runs)")
@@ -43,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     e.add_argument("--device", default="auto", help=device_help)
+
+    x = commands.add_parser("explain", help="draw every gate of a trained model at every step for one sample")
+    x.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    x.add_argument("--index", type=int, required=True, metavar="N", help="which sample of the split (0-based)")
+    x.add_argument("--split", default="test", choices=("train", "test"), help="split to take the sample from (default: %(default)s)")
+    x.add_argument("--out", default="gates.png", metavar="PNG", help="figure to write (default: %(default)s)")
+    x.add_argument("--json", metavar="FILE", help="also write the traced numbers to FILE as JSON")
+    x.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
+    x.add_argument("--device", default="cpu", help="as for train (default: %(default)s; one sample is fastest on the CPU)")
     return parser
 
 
@@ -55,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             train(TrainConfig(**options), log=lambda line: print(line, flush=True))
         elif args.command == "evaluate":
             print(evaluate_checkpoint(args.checkpoint, args.data_dir, args.device).summary())
+        elif args.command == "explain":
+            result = explain(args.checkpoint, args.index, args.split, args.out, args.json, args.data_dir, args.device)
+            print(f"{result.summary()}; wrote {', '.join(str(p) for p in (result.figure, result.json) if p)}")
     except SeqlstmError as e:
         print(f"seqlstm: error: {e}", file=sys.stderr)
         return 1

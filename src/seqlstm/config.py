@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .errors import ConfigError
+from .model.cells import check_cell
 
 
 @dataclass
@@ -13,6 +14,7 @@ class TrainConfig:
     data_dir: str | None = None  # a folder with the dataset's files; None: $SEQLSTM_DATA, cache, download
     hidden_size: int = 128
     num_layers: int = 2
+    cell: str = "lstm"  # lstm | gru | seed (see model/cells.py)
     batch_size: int = 100
     epochs: int = 2
     lr: float = 0.01  # Adam's learning rate
@@ -29,6 +31,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
             raise ConfigError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+        check_cell(self.cell)
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
 

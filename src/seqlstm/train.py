@@ -43,7 +43,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
 
     torch.manual_seed(config.seed)
     images, labels = train_set.images.to(device), train_set.labels.to(device)
-    model = LSTMClassifier(images.shape[2], config.hidden_size, config.num_layers, len(classes)).to(device)
+    model = LSTMClassifier(images.shape[2], config.hidden_size, config.num_layers, len(classes), config.cell).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     criterion = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(config.seed)

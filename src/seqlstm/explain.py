@@ -1,0 +1,123 @@
+"""`explain`: one sample through a trained model, every gate at every step, as a figure and numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import load_dataset
+from .data.sequences import image_rows
+from .data.sources import get_dataset
+from .device import resolve_device
+from .errors import ConfigError
+from .model import trace_gates
+from .model.cells import GATES
+
+
+@dataclass
+class Explanation:
+    """One sample's trace. Tensors hold that sample alone: gates (layers, seq, hidden)."""
+
+    cell: str
+    split: str
+    index: int
+    image: torch.Tensor  # uint8 (H, W)
+    label: int
+    predicted: int
+    classes: tuple[str, ...]
+    trace: dict[str, torch.Tensor]  # name -> (layers, seq, hidden); "probabilities" -> (seq, classes)
+    figure: Path | None = None
+    json: Path | None = None
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[self.cell]
+
+    def gate_means(self) -> dict[str, torch.Tensor]:
+        """Each gate's mean over the units: name -> (layers, seq)."""
+        return {name: self.trace[name].mean(dim=-1) for name in self.gates}
+
+    def cell_norm(self) -> torch.Tensor:
+        """L2 norm of the memory per step, (layers, seq): the cell state c, or the GRU's hidden state."""
+        return self.trace["cell" if "cell" in self.trace else "hidden"].norm(dim=-1)
+
+    def summary(self) -> str:
+        confidence = 100 * float(self.trace["probabilities"][-1, self.predicted])
+        return (
+            f"{self.split} sample {self.index}: label {self.classes[self.label]}, predicted "
+            f"{self.classes[self.predicted]} ({confidence:.1f} %), {self.cell} cell"
+        )
+
+    def to_dict(self) -> dict:
+        """Plain numbers (nested lists, rounded to 6 decimals) for JSON."""
+
+        def plain(t: torch.Tensor):
+            return torch.round(t.double(), decimals=6).tolist()
+
+        return {
+            "cell": self.cell,
+            "split": self.split,
+            "index": self.index,
+            "label": self.label,
+            "predicted": self.predicted,
+            "classes": list(self.classes),
+            "image": self.image.tolist(),
+            "shapes": "traces: [layer][step][unit]; probabilities: [step][class]; means and norms: [layer][step]",
+            "probabilities": plain(self.trace["probabilities"]),
+            "traces": {name: plain(t) for name, t in self.trace.items() if name != "probabilities"},
+            "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
+            "cell_norm": plain(self.cell_norm()),
+        }
+
+
+def explain(
+    checkpoint: str | os.PathLike,
+    index: int,
+    split: str = "test",
+    out: str | os.PathLike | None = "gates.png",
+    json_path: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> Explanation:
+    """Trace sample `index` of `split` through the model in `checkpoint`.
+
+    Draws the figure to `out` (PNG; None: no figure) and writes the numbers to `json_path` (None:
+    no JSON). Raises ConfigError for an index outside the split.
+    """
+    model, config = load_checkpoint(checkpoint, resolve_device(device))
+    data = load_dataset(config.dataset, split, data_dir)
+    if not 0 <= index < len(data.images):
+        raise ConfigError(
+            f"index {index} is out of range: the {split} split has {len(data.images)} samples (0..{len(data.images) - 1})"
+        )
+    image, label = data.images[index], int(data.labels[index])
+    traced = trace_gates(model, image_rows(image[None]))
+    trace = {name: t[:, 0].cpu() for name, t in traced.items() if name != "probabilities"}
+    trace["probabilities"] = traced["probabilities"][0].cpu()
+    result = Explanation(
+        cell=model.cell,
+        split=split,
+        index=index,
+        image=image,
+        label=label,
+        predicted=int(trace["probabilities"][-1].argmax()),
+        classes=get_dataset(config.dataset).classes,
+        trace=trace,
+    )
+    if out is not None:
+        # Imported here so that training and evaluation never load matplotlib.
+        from .plots import gate_figure
+
+        result.figure = Path(out)
+        result.figure.parent.mkdir(parents=True, exist_ok=True)
+        gate_figure(result).savefig(result.figure, dpi=110)
+    if json_path is not None:
+        result.json = Path(json_path)
+        result.json.parent.mkdir(parents=True, exist_ok=True)
+        result.json.write_text(json.dumps(result.to_dict()))
+    return result
