@@ -24,7 +24,7 @@ def test_round_trip_restores_weights_config_and_outputs(tmp_path):
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
     raw = torch.load(path, weights_only=True)
     assert raw["format_version"] == FORMAT_VERSION and raw["metrics"] == {"test_accuracy": 12.5}
-    assert raw["model_args"] == {"input_size": 28, "hidden_size": 16, "num_layers": 2, "num_classes": 10}
+    assert raw["model_args"] == {"input_size": 28, "hidden_size": 16, "num_layers": 2, "num_classes": 10, "cell": "lstm"}
     assert os.listdir(tmp_path) == ["m.ckpt"]
 
 
@@ -112,3 +112,25 @@ def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path):
     result = run_cli("evaluate", str(tmp_path / "bad.ckpt"))
     assert result.returncode == 1
     assert result.stderr.startswith("seqlstm: error: ") and "Traceback" not in result.stderr
+
+
+def test_checkpoints_from_before_cells_load_as_lstm(tmp_path):
+    """Checkpoints written before `cell` existed have no such key in model_args or config."""
+    model = small_model()
+    path = save_checkpoint(tmp_path / "old.ckpt", model, TrainConfig())
+    raw = torch.load(path, weights_only=True)
+    del raw["model_args"]["cell"], raw["config"]["cell"]
+    torch.save(raw, path)
+    loaded, config = load_checkpoint(path)
+    assert loaded.cell == config.cell == "lstm"
+    x = torch.rand(2, 28, 28)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+
+
+def test_unknown_cell_in_a_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "m.ckpt", small_model(), TrainConfig())
+    raw = torch.load(path, weights_only=True)
+    raw["model_args"]["cell"] = "rnn"
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="do not fit together: unknown cell 'rnn'"):
+        load_checkpoint(path)

@@ -1,0 +1,85 @@
+"""`explain`: the figure and the numbers for one sample, through the API and the CLI."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from seqlstm import ConfigError, LSTMClassifier, TrainConfig, explain, save_checkpoint
+from seqlstm.model.cells import GATES, TRACED
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def checkpoint(tmp_path, cell, layers=2, hidden=12):
+    torch.manual_seed(0)
+    model = LSTMClassifier(28, hidden_size=hidden, num_layers=layers, num_classes=10, cell=cell)
+    return save_checkpoint(tmp_path / f"{cell}.ckpt", model, TrainConfig(cell=cell, hidden_size=hidden, num_layers=layers))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
+def test_explain_writes_a_png_and_json_for_every_cell(tmp_path, mnist_dir, cell):
+    path = checkpoint(tmp_path, cell)
+    result = explain(path, 7, out=tmp_path / "figs" / "g.png", json_path=tmp_path / "g.json", data_dir=mnist_dir)
+
+    png = (tmp_path / "figs" / "g.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    with Image.open(tmp_path / "figs" / "g.png") as image:
+        width, height = image.size
+    assert width >= 800 and height >= 800
+
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["cell"] == cell and data["index"] == 7 and data["split"] == "test"
+    assert data["label"] == 9  # the eighth test image of MNIST is a 9
+    assert data["predicted"] == result.predicted
+    assert len(data["image"]) == 28 and len(data["image"][0]) == 28
+    assert set(data["traces"]) == set(TRACED[cell])
+    for values in data["traces"].values():
+        assert (len(values), len(values[0]), len(values[0][0])) == (2, 28, 12)
+    assert (len(data["probabilities"]), len(data["probabilities"][0])) == (28, 10)
+    assert abs(sum(data["probabilities"][-1]) - 1) < 1e-4
+    assert set(data["gate_means"]) == set(GATES[cell])
+    assert all((len(v), len(v[0])) == (2, 28) for v in data["gate_means"].values())
+    assert (len(data["cell_norm"]), len(data["cell_norm"][0])) == (2, 28)
+
+
+def test_explain_agrees_with_the_model(tmp_path, mnist_dir):
+    from seqlstm import load_checkpoint, load_dataset
+    from seqlstm.data.sequences import image_rows
+
+    path = checkpoint(tmp_path, "lstm", layers=3)
+    result = explain(path, 3, split="train", out=None, data_dir=mnist_dir)
+    assert result.figure is None and result.json is None and result.split == "train"
+    model, _ = load_checkpoint(path)
+    images, labels = load_dataset("mnist", "train", mnist_dir)
+    expected = model(image_rows(images[3:4])).softmax(-1)[0]
+    torch.testing.assert_close(result.trace["probabilities"][-1], expected, rtol=0, atol=1e-5)
+    assert result.label == int(labels[3]) and result.trace["forget"].shape == (3, 28, 12)
+
+
+@pytest.mark.parametrize("index", [10000, -1])
+def test_index_out_of_range(tmp_path, mnist_dir, index):
+    with pytest.raises(ConfigError, match=rf"index {index} is out of range: the test split has 10000 samples \(0..9999\)"):
+        explain(checkpoint(tmp_path, "gru"), index, out=tmp_path / "g.png", data_dir=mnist_dir)
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_cli_explain_and_its_errors(tmp_path, mnist_dir):
+    checkpoint(tmp_path, "seed")
+    done = run_cli("explain", "seed.ckpt", "--index", "0", "--data-dir", str(mnist_dir), "--json", "g.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("test sample 0: label 7, predicted ")
+    assert (tmp_path / "gates.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert json.loads((tmp_path / "g.json").read_text())["label"] == 7
+
+    for args, message in [
+        (["--index", "60000", "--split", "train"], "index 60000 is out of range: the train split has 60000 samples"),
+        (["--index", "0", "--data-dir", "no/such/dir"], "no such directory"),
+    ]:
+        failed = run_cli("explain", "seed.ckpt", *args, "--out", "bad.png", *([] if "--data-dir" in args else ["--data-dir", str(mnist_dir)]), cwd=tmp_path)
+        assert failed.returncode == 1 and message in failed.stderr and "Traceback" not in failed.stderr
+        assert not (tmp_path / "bad.png").exists()
+    missing = run_cli("explain", "nothing.ckpt", "--index", "0", cwd=tmp_path)
+    assert missing.returncode == 1 and "no such checkpoint file" in missing.stderr
