@@ -52,7 +52,8 @@ def style_of(name: str, values: np.ndarray, cell: str) -> dict:
         return STYLE["gate"]
     if name == "candidate" or (name == "hidden" and cell != "seed"):
         return STYLE["candidate"]
-    limit = float(np.abs(values).max()) or 1.0
+    # The 99th percentile, not the maximum: a few large units would otherwise wash out all the rest.
+    limit = float(np.percentile(np.abs(values), 99)) or 1.0
     return dict(STYLE["signed"], vmin=-limit, vmax=limit)
 
 
@@ -108,7 +109,8 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
     shown_classes = list(dict.fromkeys([e.label, e.predicted] + contenders))[:4]
     for k in shown_classes:
         if k == e.label:
-            style = dict(color="darkgreen", linewidth=2.5, label=f"{e.classes[k]} (true)")
+            role = "true, predicted" if k == e.predicted else "true"
+            style = dict(color="darkgreen", linewidth=2.5, label=f"{e.classes[k]} ({role})")
         elif k == e.predicted:
             style = dict(color="darkred", linewidth=2.5, label=f"{e.classes[k]} (predicted)")
         else:
