@@ -1,3 +1,3 @@
-from .classifier import LSTMClassifier
+from .classifier import LSTMClassifier, lstm_init
 
-__all__ = ["LSTMClassifier"]
+__all__ = ["LSTMClassifier", "lstm_init"]

@@ -29,3 +29,25 @@ class LSTMClassifier(nn.Module):
         # No initial state passed: nn.LSTM then starts from zeros on x's own device and dtype.
         out, _ = self.lstm(x)
         return self.fc(out[:, -1, :])
+
+
+def lstm_init(lstm: nn.LSTM) -> None:
+    """Re-initialise `lstm` in place: forget-gate bias 1, orthogonal recurrent weights per gate.
+
+    A forget gate that starts half-closed (PyTorch's default bias ~0) erases the cell state at
+    every step, so early gradients barely reach the first rows; starting it open (bias 1) lets the
+    whole sequence train from the first step. Orthogonal recurrent blocks keep the recurrent
+    Jacobian's singular values near 1, so signals neither vanish nor explode across the 28 steps.
+    The input weights keep PyTorch's default.
+    """
+    hidden = lstm.hidden_size
+    with torch.no_grad():
+        for name, param in lstm.named_parameters():
+            if name.startswith("weight_hh"):
+                for gate in param.split(hidden):  # nn.LSTM stacks the gates as i, f, g, o
+                    nn.init.orthogonal_(gate)
+            elif name.startswith("bias_ih"):
+                param.zero_()
+                param[hidden : 2 * hidden] = 1.0
+            elif name.startswith("bias_hh"):
+                param.zero_()
