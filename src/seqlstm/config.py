@@ -3,7 +3,7 @@
 The model, batch size, epochs and peak learning rate are always the tutorial's unless changed;
 *how* they are trained comes from a recipe. `fast` (the default) adds bf16 autocast where the
 hardware has it, a one-cycle schedule peaking at `lr`, gradient clipping and an LSTM-friendly
-initialisation; `tutorial` trains exactly as the tutorial did, for comparison.
+initialisation and random one-pixel shifts of the training images; `tutorial` trains exactly as the tutorial did, for comparison.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from .errors import ConfigError
 
 RECIPES = {
-    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm"),
-    "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default"),
+    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1),
+    "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0),
 }
 CHOICES = dict(
     recipe=tuple(RECIPES),
@@ -44,6 +44,7 @@ class TrainConfig:
     schedule: str | None = None  # onecycle (peaking at lr) | constant
     clip_grad: float | None = None  # max gradient norm; 0 disables clipping
     init: str | None = None  # lstm (forget-gate bias 1, orthogonal recurrent weights) | default
+    augment_shift: int | None = None  # shift training images by up to this many pixels; 0: off
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
@@ -54,6 +55,8 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.augment_shift, int) or self.augment_shift < 0:
+            raise ConfigError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if not self.clip_grad >= 0:
             raise ConfigError(f"clip_grad must be >= 0 (0 disables clipping), got {self.clip_grad!r}")
         for name in ("hidden_size", "num_layers", "batch_size", "epochs", "log_every"):

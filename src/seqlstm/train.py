@@ -12,6 +12,7 @@ from torch import nn
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
+from .data.augment import random_shift
 from .data.batches import shuffled_batches, steps_per_epoch
 from .data.sequences import image_rows
 from .data.sources import get_dataset
@@ -91,6 +92,8 @@ def train(
     schedule = make_schedule(optimizer, config, total_steps)
     criterion = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(config.seed)
+    # A generator of its own, so that turning augmentation on or off keeps the same data order.
+    shifts = torch.Generator().manual_seed(config.seed + 1)
 
     losses: list[float] = []
     step = 0
@@ -100,7 +103,8 @@ def train(
             # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
             # optimizer stay float32, so only the matrix products lose precision.
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = criterion(model(image_rows(images[indices])), labels[indices])
+                x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
+                loss = criterion(model(x), labels[indices])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad:
