@@ -88,7 +88,8 @@ def train(
     # (the step is <3 % of an iteration) and would make the tutorial recipe differ in the last bits.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     per_epoch = steps_per_epoch(len(images), config.batch_size)
-    total_steps = min(config.max_steps or per_epoch * config.epochs, per_epoch * config.epochs)
+    planned = per_epoch * config.epochs
+    total_steps = min(config.max_steps or planned, planned)
     schedule = make_schedule(optimizer, config, total_steps)
     criterion = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(config.seed)
@@ -100,10 +101,10 @@ def train(
     model.train()
     for epoch in range(1, config.epochs + 1):
         for batch, indices in enumerate(shuffled_batches(len(images), config.batch_size, order, device), 1):
+            x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
             # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
             # optimizer stay float32, so only the matrix products lose precision.
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
                 loss = criterion(model(x), labels[indices])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
