@@ -7,7 +7,7 @@ import logging
 import sys
 
 from . import __version__
-from .config import TrainConfig
+from .config import CHOICES, TrainConfig
 from .errors import SeqlstmError
 from .model import CELLS
 from .evaluate import evaluate_checkpoint
@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, metavar="N", help="stop after N optimizer steps (smoke runs)")
     t.add_argument("--log-every", type=int, default=DEFAULTS.log_every, metavar="N", help="print the loss every N steps (default: %(default)s)")
     t.add_argument("--out", default=DEFAULTS.out, metavar="PATH", help="checkpoint to write (default: %(default)s)")
+    r = t.add_argument_group("recipe", "how the model is trained; each flag overrides the recipe's choice")
+    r.add_argument("--recipe", choices=CHOICES["recipe"], default=DEFAULTS.recipe,
+                   help="fast: bf16 where supported, one-cycle lr, clipping, LSTM init, 1-px shifts; "
+                        "tutorial: exactly the tutorial's training (default: %(default)s)")
+    r.add_argument("--precision", choices=CHOICES["precision"],
+                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 instructions, else fp32")
+    r.add_argument("--schedule", choices=CHOICES["schedule"], help="onecycle: warm up to --lr, then anneal")
+    r.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM; 0: off")
+    r.add_argument("--init", choices=CHOICES["init"], help="lstm: forget-gate bias 1, orthogonal recurrent weights")
+    r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
 
     e = commands.add_parser("evaluate", help="print a checkpoint's accuracy on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")

@@ -41,3 +41,30 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device {name!r} requested but Apple MPS is not available here; use --device cpu")
         return device
     raise ConfigError(f"unsupported device {name!r}; use {CHOICES}")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `name` on `device`, or None for plain float32.
+
+    "auto" picks bf16 where it is fast: CUDA GPUs that support it and CPUs with bf16 instructions
+    (elsewhere bf16 is emulated and slower than float32). Raises ConfigError where "bf16" is asked
+    for and the device cannot run it at all.
+    """
+    if name == "fp32":
+        return None
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = cpu_has_bf16() if name == "auto" else True
+    else:
+        supported = False
+    if name == "auto":
+        return torch.bfloat16 if supported else None
+    if not supported:
+        raise ConfigError(f"bf16 is not supported on device {device}; use --precision fp32 or auto")
+    return torch.bfloat16

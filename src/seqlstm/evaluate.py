@@ -10,7 +10,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sequences import image_rows
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .model import LSTMClassifier
 
 # Large batches make evaluation a few big matrix products instead of many small ones; the
@@ -38,17 +38,22 @@ class Evaluation:
 
 
 def evaluate(
-    model: LSTMClassifier, images: torch.Tensor, labels: torch.Tensor, split: str = "test"
+    model: LSTMClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    split: str = "test",
+    precision: torch.dtype | None = None,
 ) -> Evaluation:
     """Count correct predictions of `model` on uint8 `images` (N, H, W) with int64 `labels` (N,).
 
-    Runs on the model's device under inference mode; the model's train/eval mode is restored.
+    Runs on the model's device under inference mode, with autocast to `precision` when given (the
+    precision the model was trained in); the model's train/eval mode is restored.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
         for start in range(0, len(images), EVAL_BATCH_SIZE):
             x = image_rows(images[start : start + EVAL_BATCH_SIZE].to(device))
             y = labels[start : start + EVAL_BATCH_SIZE].to(device)
@@ -60,7 +65,12 @@ def evaluate(
 def evaluate_checkpoint(
     path: str | os.PathLike, data_dir: str | os.PathLike | None = None, device: str = "auto", split: str = "test"
 ) -> Evaluation:
-    """Load the checkpoint at `path` and evaluate it on `split` of the dataset it was trained on."""
-    model, config = load_checkpoint(path, resolve_device(device))
+    """Load the checkpoint at `path` and evaluate it on `split` of the dataset it was trained on.
+
+    Uses the precision the model was trained with, as resolved on `device`, so that on the same
+    machine the result equals the accuracy printed at the end of training.
+    """
+    target = resolve_device(device)
+    model, config = load_checkpoint(path, target)
     data = load_dataset(config.dataset, split, data_dir)
-    return evaluate(model, data.images, data.labels, split)
+    return evaluate(model, data.images, data.labels, split, resolve_precision(config.precision, target))
