@@ -143,3 +143,35 @@ def test_unknown_cell_is_a_config_error():
         TrainConfig(cell="LSTM")
     with pytest.raises(ConfigError, match="unknown cell"):
         unroll("rnn", nn.LSTM(2, 3), torch.rand(1, 2, 2))
+
+
+@pytest.mark.parametrize("cell", ["gru", "seed"])
+def test_recipe_init_opens_the_memory_gate_of_every_cell(cell):
+    from seqlstm.model import lstm_init
+
+    torch.manual_seed(0)
+    hidden = 6
+    core = LSTMClassifier(4, hidden_size=hidden, num_layers=2, num_classes=3, cell=cell).lstm
+    before = {n: p.detach().clone() for n, p in core.named_parameters()}
+    lstm_init(core)
+    eye = torch.eye(hidden)
+    for k in range(2):
+        if cell == "gru":
+            bias = getattr(core, f"bias_ih_l{k}")
+            recurrent = [getattr(core, f"weight_hh_l{k}")]
+            assert getattr(core, f"bias_hh_l{k}").abs().sum() == 0
+            input_weights = f"weight_ih_l{k}"
+        else:
+            bias = getattr(core, f"bias_gates_l{k}")
+            recurrent = [getattr(core, f"weight_gates_l{k}")[:, :hidden], getattr(core, f"weight_candidate_l{k}")[:, :hidden]]
+            assert getattr(core, f"bias_candidate_l{k}").abs().sum() == 0
+            # The columns acting on x<t> keep their initial values.
+            torch.testing.assert_close(getattr(core, f"weight_gates_l{k}")[:, hidden:], before[f"weight_gates_l{k}"][:, hidden:])
+            input_weights = None
+        expected = torch.zeros_like(bias)
+        expected[hidden : 2 * hidden] = 1  # GRU's z (keeps the old state), the seed cell's Γf
+        torch.testing.assert_close(bias.detach(), expected)
+        for block in (b for w in recurrent for b in w.detach().split(hidden)):
+            torch.testing.assert_close(block @ block.T, eye, atol=1e-5, rtol=0)
+        if input_weights:
+            torch.testing.assert_close(getattr(core, input_weights), before[input_weights])
