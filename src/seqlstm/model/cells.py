@@ -19,11 +19,12 @@ Three cells, each stacked over layers and run batch-first, `x` shaped (batch, se
   b_c is `bias_candidate_l{k}`.
 
 Every cell computes the input's share of all its pre-activations for all steps in one matrix
-product before the loop: it does not depend on the recurrent state, and one (batch*seq, in) product
-is far cheaper than seq small ones. Only the recurrent product stays inside the loop. The product
-is split into per-step views with `unbind`, not indexed with `[:, t]`: the backward of `unbind` is
-one stack, while each `[:, t]` would allocate and fill a zero gradient the size of the whole
-sequence (measured: this halves the time of a training step; see benchmarks/cell_speed.py).
+product before the loop: it does not depend on the recurrent state, so only the product with
+a<t-1> stays inside the loop. (Measured on a 2-core CPU, benchmarks/cell_speed.py: on par with
+multiplying [a<t-1>, x<t>] at every step; the loop's per-step overhead dominates at this size.)
+The product is split into per-step views with `unbind`, not indexed with `[:, t]`: the backward of
+`unbind` is one stack, while each `[:, t]` allocates and fills a zero gradient the size of the
+whole sequence; measured, this halves the time of a training step.
 """
 
 from __future__ import annotations
