@@ -5,9 +5,11 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .errors import CheckpointError, ConfigError, DataError, DownloadError, SeqlstmError
+from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, SeqlstmError
 from .evaluate import Evaluation, evaluate, evaluate_checkpoint
+from .export import ExportResult, export_onnx
 from .model import LSTMClassifier
+from .predict import FilePrediction, Guess, predict, predict_files
 from .train import TrainResult, train
 
 __all__ = [
@@ -16,6 +18,11 @@ __all__ = [
     "DataError",
     "DownloadError",
     "Evaluation",
+    "ExportError",
+    "ExportResult",
+    "FilePrediction",
+    "Guess",
+    "InputError",
     "LSTMClassifier",
     "LabelledImages",
     "SeqlstmError",
@@ -23,8 +30,11 @@ __all__ = [
     "TrainResult",
     "evaluate",
     "evaluate_checkpoint",
+    "export_onnx",
     "load_checkpoint",
     "load_dataset",
+    "predict",
+    "predict_files",
     "save_checkpoint",
     "train",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -10,6 +11,8 @@ from . import __version__
 from .config import TrainConfig
 from .errors import SeqlstmError
 from .evaluate import evaluate_checkpoint
+from .export import export_onnx
+from .predict import FilePrediction, predict_files
 from .train import train
 
 DEFAULTS = TrainConfig()
@@ -43,7 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     e.add_argument("--device", default="auto", help=device_help)
+
+    p = commands.add_parser("predict", help="top classes for image files (PNG, JPEG, BMP, GIF, TIFF) or .npy arrays")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    p.add_argument("files", nargs="+", metavar="FILE", help="images or .npy arrays, one character each")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument(
+        "--no-preprocess", action="store_true",
+        help="feed files as they are: they must be 28x28, bright ink on black, like MNIST",
+    )
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 image the model saw for each file to DIR")
+    p.add_argument("--device", default="auto", help=device_help)
+
+    x = commands.add_parser("export", help="export a checkpoint to ONNX, verified against PyTorch with onnxruntime")
+    x.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    x.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
     return parser
+
+
+def format_predictions(results: list[FilePrediction]) -> str:
+    """One block per file: its name, then a line per guess (`  label  probability %`) or its error."""
+    width = max((len(g.label) for r in results for g in r.top or ()), default=1)
+    lines = []
+    for result in results:
+        lines.append(result.file)
+        if result.error is not None:
+            lines.append(f"  error: {result.error}")
+        for guess in result.top or ():
+            lines.append(f"  {guess.label:<{width}}  {100 * guess.probability:6.2f} %")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             train(TrainConfig(**options), log=lambda line: print(line, flush=True))
         elif args.command == "evaluate":
             print(evaluate_checkpoint(args.checkpoint, args.data_dir, args.device).summary())
+        elif args.command == "predict":
+            results = predict_files(
+                args.checkpoint, args.files, args.top_k, not args.no_preprocess, args.save_preprocessed, args.device
+            )
+            print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
+            failed = sum(r.error is not None for r in results)
+            if failed:
+                print(f"seqlstm: error: {failed} of {len(results)} files could not be predicted", file=sys.stderr)
+                return 1
+        elif args.command == "export":
+            print(export_onnx(args.checkpoint, args.onnx).summary())
     except SeqlstmError as e:
         print(f"seqlstm: error: {e}", file=sys.stderr)
         return 1
