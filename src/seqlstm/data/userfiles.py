@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError
@@ -97,28 +98,38 @@ def to_gray(image: Image.Image) -> np.ndarray:
 
 
 def read_npy(path: Path) -> np.ndarray:
-    try:
-        # Memory-mapped, so the shape and size are checked before any data is read; no pickles.
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        raise InputError(f"{path}: not a readable .npy array ({e}); save it with numpy.save") from None
-    except (OSError, EOFError) as e:
-        raise InputError(f"{path}: the .npy file is truncated or damaged ({e}); save it again") from None
-    if not isinstance(array, np.ndarray):
-        raise InputError(f"{path}: holds several arrays (.npz); give one 2-D array per .npy file")
-    if array.ndim != 2 or 0 in array.shape:
+    # The header is read and checked first, so a wrong shape, a pickle or a truncated file is
+    # reported before any data is loaded (or unpickled: that never happens).
+    with path.open("rb") as f:
+        try:
+            version = npformat.read_magic(f)
+            # Versions 1.0 and 2.0 are what numpy.save writes for numeric arrays (3.0 only adds
+            # UTF-8 field names of structured dtypes, which are no image anyway).
+            read_header = {(1, 0): npformat.read_array_header_1_0, (2, 0): npformat.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+            shape, _, dtype = read_header(f)
+        except (ValueError, EOFError, SyntaxError) as e:
+            raise InputError(f"{path}: not a .npy array, or its header is damaged ({e}); save it with numpy.save") from None
+        data_start = f.tell()
+    if dtype.hasobject:
+        raise InputError(f"{path}: the array holds Python objects, which seqlstm never unpickles; save a numeric array")
+    if len(shape) != 2 or 0 in shape:
         raise InputError(
-            f"{path}: array has shape {array.shape}; expected one grayscale image of shape (H, W), "
-            "e.g. (28, 28); save one image per file"
+            f"{path}: array has shape {shape}; expected one grayscale image of shape (H, W), e.g. (28, 28); "
+            "save one image per file"
         )
-    check_size(path, array.shape[::-1])
-    if array.dtype == np.uint8:
-        return np.array(array)
-    if array.dtype.kind != "f":
-        raise InputError(f"{path}: array has dtype {array.dtype}; expected {NPY_DTYPES}")
-    values = np.asarray(array, dtype=np.float64)
+    check_size(path, shape[::-1])
+    if dtype != np.uint8 and dtype.kind != "f":
+        raise InputError(f"{path}: array has dtype {dtype}; expected {NPY_DTYPES}")
+    expected = data_start + shape[0] * shape[1] * dtype.itemsize
+    actual = path.stat().st_size
+    if actual < expected:
+        raise InputError(f"{path}: the .npy file is truncated ({actual} bytes, its header promises {expected}); save it again")
+    array = np.load(path, allow_pickle=False)
+    if dtype == np.uint8:
+        return array
+    values = array.astype(np.float64)
     if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
-        raise InputError(
-            f"{path}: float array has values outside 0.0-1.0 (or NaN/inf); expected {NPY_DTYPES}"
-        )
+        raise InputError(f"{path}: float array has values outside 0.0-1.0 (or NaN/inf); expected {NPY_DTYPES}")
     return np.rint(values * 255).astype(np.uint8)
