@@ -105,7 +105,7 @@ def file_server():
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
-    """A tutorial model trained for one epoch on the real MNIST (~97 %), once per test session."""
+    """A model trained for one epoch on the real MNIST (about 97 %), once per test session."""
     from seqlstm import TrainConfig, train
 
     out = tmp_path_factory.mktemp("trained") / "model.ckpt"

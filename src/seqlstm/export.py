@@ -87,7 +87,8 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     """Write `model` to `path` as ONNX, the batch axis of its input and output dynamic.
 
     This uses the torch.export-based exporter (`dynamo=True`), which PyTorch documents as the
-    recommended and default path; the TorchScript-based one is deprecated. It needs onnxscript.
+    recommended and default path since 2.9; the TorchScript-based one is legacy and warns that it
+    is deprecated. It needs onnxscript.
     Only the batch axis is dynamic: a model whose cells loop over time in Python has the number
     of steps fixed when it is traced, so the input keeps the length the model was trained on.
     """
