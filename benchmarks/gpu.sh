@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-gpu
 . .venv-gpu/bin/activate
-python -m pip install --quiet -e ".[bench]"
+python -m pip install --quiet -e .
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python -c "import torch; assert torch.cuda.is_available(), 'this torch build sees no CUDA device'; print('torch', torch.__version__, 'cuDNN', torch.backends.cudnn.version())"
 python benchmarks/train_speed.py --device cuda --repeats 3 --levers \

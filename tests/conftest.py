@@ -101,3 +101,12 @@ def file_server():
     server = FileServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
+    """A model trained for one epoch on the real MNIST (about 97 %), once per test session."""
+    from seqlstm import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "model.ckpt"
+    return train(TrainConfig(epochs=1, data_dir=str(mnist_dir), out=str(out)), log=lambda line: None).checkpoint

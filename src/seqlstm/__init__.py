@@ -5,10 +5,12 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .errors import CheckpointError, ConfigError, DataError, DownloadError, SeqlstmError
+from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, SeqlstmError
 from .evaluate import Evaluation, evaluate, evaluate_checkpoint
 from .explain import Explanation, explain
+from .export import ExportResult, export_onnx
 from .model import CELLS, LSTMClassifier, trace_gates
+from .predict import FilePrediction, Guess, predict, predict_files
 from .train import TrainResult, train
 
 __all__ = [
@@ -19,6 +21,11 @@ __all__ = [
     "DownloadError",
     "Evaluation",
     "Explanation",
+    "ExportError",
+    "ExportResult",
+    "FilePrediction",
+    "Guess",
+    "InputError",
     "LSTMClassifier",
     "LabelledImages",
     "SeqlstmError",
@@ -27,8 +34,11 @@ __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "explain",
+    "export_onnx",
     "load_checkpoint",
     "load_dataset",
+    "predict",
+    "predict_files",
     "save_checkpoint",
     "trace_gates",
     "train",

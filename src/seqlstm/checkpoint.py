@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from .atomic import temp_path_beside
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .model import LSTMClassifier
@@ -45,15 +45,15 @@ def save_checkpoint(
         "metrics": dict(metrics or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_path_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

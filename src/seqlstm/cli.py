@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -12,6 +13,8 @@ from .errors import SeqlstmError
 from .model import CELLS
 from .evaluate import evaluate_checkpoint
 from .explain import explain
+from .export import export_onnx
+from .predict import FilePrediction, predict_files
 from .train import train
 
 DEFAULTS = TrainConfig()
@@ -65,7 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", metavar="FILE", help="also write the traced numbers to FILE as JSON")
     x.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     x.add_argument("--device", default="cpu", help="as for train (default: %(default)s; one sample is fastest on the CPU)")
+
+    p = commands.add_parser("predict", help="top classes for image files (PNG, JPEG, BMP, GIF, TIFF) or .npy arrays")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    p.add_argument("files", nargs="+", metavar="FILE", help="images or .npy arrays, one character each")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument(
+        "--no-preprocess", action="store_true",
+        help="feed files as they are: they must be 28x28, bright ink on black, like MNIST",
+    )
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 image the model saw for each file to DIR")
+    p.add_argument("--device", default="auto", help=device_help)
+
+    o = commands.add_parser("export", help="export a checkpoint to ONNX, verified against PyTorch with onnxruntime")
+    o.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    o.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
     return parser
+
+
+def format_predictions(results: list[FilePrediction]) -> str:
+    """One block per file: its name, then a line per guess (`  label  probability %`) or its error."""
+    width = max((len(g.label) for r in results for g in r.top or ()), default=1)
+    lines = []
+    for result in results:
+        lines.append(result.file)
+        if result.error is not None:
+            lines.append(f"  error: {result.error}")
+        for guess in result.top or ():
+            lines.append(f"  {guess.label:<{width}}  {100 * guess.probability:6.2f} %")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "explain":
             result = explain(args.checkpoint, args.index, args.split, args.out, args.json, args.data_dir, args.device)
             print(f"{result.summary()}; wrote {', '.join(str(p) for p in (result.figure, result.json) if p)}")
+        elif args.command == "predict":
+            results = predict_files(
+                args.checkpoint, args.files, args.top_k, not args.no_preprocess, args.save_preprocessed, args.device
+            )
+            print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
+            failed = sum(r.error is not None for r in results)
+            if failed:
+                print(f"seqlstm: error: {failed} of {len(results)} files could not be predicted", file=sys.stderr)
+                return 1
+        elif args.command == "export":
+            print(export_onnx(args.checkpoint, args.onnx).summary())
     except SeqlstmError as e:
         print(f"seqlstm: error: {e}", file=sys.stderr)
         return 1

@@ -19,3 +19,11 @@ class CheckpointError(SeqlstmError):
 
 class ConfigError(SeqlstmError):
     """An option has a value that cannot work (unknown device, non-positive batch size, ...)."""
+
+
+class InputError(SeqlstmError):
+    """A file given for prediction cannot be read as an image or array the model can take."""
+
+
+class ExportError(SeqlstmError):
+    """A model cannot be exported, or the exported file does not reproduce the model."""

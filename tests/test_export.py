@@ -1,0 +1,85 @@
+"""ONNX export: the file reproduces PyTorch for every model variant, and runs with onnxruntime alone."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from seqlstm import ExportError, LSTMClassifier, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
+from seqlstm.data.sequences import image_rows
+from seqlstm import export as export_module
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+# Every kind of model a checkpoint can hold: (constructor arguments, config fields).
+MODEL_VARIANTS = {
+    "lstm-1x16": (dict(hidden_size=16, num_layers=1), {}),
+    "lstm-2x48": (dict(hidden_size=48, num_layers=2), {}),
+    "lstm-3x8-26-classes": (dict(hidden_size=8, num_layers=3, num_classes=26), {}),
+    "gru-2x32": (dict(hidden_size=32, num_layers=2, cell="gru"), {}),
+    "seed-2x32": (dict(hidden_size=32, num_layers=2, cell="seed"), {}),
+}
+
+
+def session(path):
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
+def test_onnx_equals_pytorch_for_each_model_variant(tmp_path, variant):
+    model_args, config_fields = MODEL_VARIANTS[variant]
+    torch.manual_seed(0)
+    model = LSTMClassifier(**model_args)
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig(**config_fields))
+    result = export_onnx(checkpoint, tmp_path / "m.onnx")
+    assert result.max_abs_diff <= 1e-4
+
+    # Checked here again, independently, on a batch size the export did not see.
+    x = torch.rand(9, 28, 28, generator=torch.Generator().manual_seed(5))
+    got = session(tmp_path / "m.onnx").run(None, {"x": x.numpy()})[0]
+    with torch.inference_mode():
+        expected = model.eval()(x).numpy()
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "m.onnx"]  # no temporary left
+
+
+def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpoint, mnist_dir, tmp_path):
+    done = run_cli("export", str(trained_checkpoint), "--onnx", "digits.onnx", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    line = done.stdout.strip()
+    assert line.startswith("wrote digits.onnx: input 'x' float32 (batch, 28, 28), output 'logits' float32 (batch, 10)")
+    diff = float(re.search(r"max abs difference of (\S+) \(limit 1e-04\)$", line).group(1))
+    print(f"ONNX max abs difference reported by the export: {diff:.2e}")
+    assert diff <= 1e-4
+
+    # The README's recipe: numpy and onnxruntime only.
+    images, labels = load_dataset("mnist", "test", mnist_dir)
+    batch = images[:200].numpy().astype(np.float32) / 255
+    logits = session(tmp_path / "digits.onnx").run(None, {"x": batch})[0]
+    model, _ = load_checkpoint(trained_checkpoint)
+    expected = [int(top[0].label) for top in predict(model, images[:200])]
+    assert logits.argmax(axis=1).tolist() == expected
+    with torch.inference_mode():
+        assert np.abs(logits - model(image_rows(images[:200])).numpy()).max() <= 1e-4
+
+
+def test_export_refuses_a_file_that_disagrees_and_leaves_nothing(tmp_path, monkeypatch):
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
+    (tmp_path / "old.onnx").write_bytes(b"previous export")
+    monkeypatch.setattr(export_module, "max_abs_diff", lambda model, path, features: 0.5)
+    with pytest.raises(ExportError, match=r"differ from PyTorch's by up to 5.00e-01, more than 1e-04; .*old.onnx was not written"):
+        export_onnx(checkpoint, tmp_path / "old.onnx")
+    assert (tmp_path / "old.onnx").read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "old.onnx"]
+
+
+def test_export_without_the_packages_says_how_to_install_them(tmp_path, monkeypatch):
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
+    monkeypatch.setattr(export_module, "REQUIRED", ("onnx", "seqlstm_no_such_package"))
+    with pytest.raises(ExportError, match=r'missing: seqlstm_no_such_package\. Install them with: pip install "seqlstm\[export\]"'):
+        export_onnx(checkpoint, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
