@@ -124,7 +124,8 @@ def run_reference(data, steps: int | None, device: torch.device, seed: int) -> d
 def run_seqlstm(data_dir, steps: int | None, device: torch.device, seed: int, overrides: dict, label: str) -> dict:
     scratch = tempfile.TemporaryDirectory()
     config = seqlstm.TrainConfig(data_dir=data_dir, device=str(device), seed=seed, max_steps=steps,
-                                 out=str(Path(scratch.name) / "model.ckpt"), **overrides)
+                                 out=str(Path(scratch.name) / "model.ckpt"), run_dir=str(Path(scratch.name) / "run"),
+                                 **overrides)
     precision = resolve_precision(config.precision, device)
     test = seqlstm.load_dataset("mnist", "test", data_dir)
     test = (test.images.to(device), test.labels.to(device))

@@ -108,5 +108,6 @@ def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
     """A model trained for one epoch on the real MNIST (about 97 %), once per test session."""
     from seqlstm import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("trained") / "model.ckpt"
-    return train(TrainConfig(epochs=1, data_dir=str(mnist_dir), out=str(out)), log=lambda line: None).checkpoint
+    folder = tmp_path_factory.mktemp("trained")
+    config = TrainConfig(epochs=1, data_dir=str(mnist_dir), out=str(folder / "model.ckpt"), run_dir=str(folder / "run"))
+    return train(config, log=lambda line: None).checkpoint

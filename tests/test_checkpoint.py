@@ -79,7 +79,7 @@ def test_newer_format_version_is_refused(tmp_path):
     data["format_version"] = FORMAT_VERSION + 1
     data["seqlstm_version"] = "9.0.0"
     torch.save(data, path)
-    with pytest.raises(CheckpointError, match=r"format version 2 was written by seqlstm 9\.0\.0.*upgrade seqlstm"):
+    with pytest.raises(CheckpointError, match=rf"format version {FORMAT_VERSION + 1} was written by seqlstm 9\.0\.0.*upgrade seqlstm"):
         load_checkpoint(path)
 
 
@@ -143,3 +143,21 @@ def test_unknown_cell_in_a_checkpoint(tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="do not fit together: unknown cell 'rnn'"):
         load_checkpoint(path)
+
+
+def test_format_version_1_checkpoints_still_load(tmp_path):
+    """Version 1 had no run settings in the config and no training state."""
+    model = small_model()
+    path = save_checkpoint(tmp_path / "v1.ckpt", model, TrainConfig(hidden_size=16))
+    raw = torch.load(path, weights_only=True)
+    raw["format_version"] = 1
+    for key in ("run_dir", "val_size", "eval_every", "checkpoint_every"):
+        del raw["config"][key]
+    torch.save(raw, path)
+    loaded, config = load_checkpoint(path)
+    assert config == TrainConfig(hidden_size=16)
+    x = torch.rand(2, 28, 28)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+    result = run_cli("train", "--resume", str(path))
+    assert result.returncode == 1
+    assert result.stderr == f"seqlstm: error: {path}: this checkpoint holds a model but no training state, so it cannot be resumed; resume from the last.ckpt in the run directory\n"

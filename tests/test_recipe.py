@@ -80,7 +80,7 @@ class Tutorial(nn.Module):
 def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir):
     steps, seed = 12, 5
     result = train(TrainConfig(recipe="tutorial", data_dir=str(mnist_dir), max_steps=steps, log_every=1, seed=seed,
-                               out=str(tmp_path / "m.ckpt")), log=lambda line: None)
+                               out=str(tmp_path / "m.ckpt"), run_dir=str(tmp_path / "run")), log=lambda line: None)
 
     images, labels = load_dataset("mnist", "train", mnist_dir)
     torch.manual_seed(seed)
@@ -103,7 +103,8 @@ def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir):
 
 
 def test_bf16_training_keeps_float32_master_weights(tmp_path, mnist_dir):
-    result = train(TrainConfig(precision="bf16", data_dir=str(mnist_dir), max_steps=3, out=str(tmp_path / "m.ckpt")),
+    result = train(TrainConfig(precision="bf16", data_dir=str(mnist_dir), max_steps=3, out=str(tmp_path / "m.ckpt"),
+                               run_dir=str(tmp_path / "run")),
                    log=lambda line: None)
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
     assert result.evaluation.accuracy > 10.0

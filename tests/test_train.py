@@ -1,6 +1,7 @@
 """Training end to end on the real MNIST, through the API and through real CLI processes."""
 
 import re
+import tempfile
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ ACCURACY_LINE = re.compile(r"^Test Accuracy of the model on the 10000 test image
 
 
 def short_run(tmp_path, mnist_dir, **overrides):
-    options = dict(data_dir=str(mnist_dir), max_steps=20, log_every=5, out=str(tmp_path / "m.ckpt"))
+    options = dict(data_dir=str(mnist_dir), max_steps=20, log_every=5, out=str(tmp_path / "m.ckpt"),
+                   run_dir=tempfile.mkdtemp(dir=tmp_path))
     return train(TrainConfig(**{**options, **overrides}), log=lambda line: None)
 
 
@@ -52,7 +54,11 @@ def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_
 
     evaluated = run_cli("evaluate", "digits.ckpt", "--data-dir", str(mnist_dir), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert evaluated.stdout.splitlines() == [lines[-1]]
+    assert evaluated.stdout.splitlines()[0] == lines[-1]
+    # The default run directory, holding everything the run recorded.
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z-mnist-lstm", run_dir.name)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "last.ckpt", "metrics.jsonl", "plots"]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,7 @@ def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_
         (["--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["--lr", "-1"], "lr must be positive"),
         (["--data-dir", "no/such/dir"], "--data-dir no/such/dir: no such directory"),
+        (["--checkpoint-every", "0"], "checkpoint_every must be a positive integer or None, got 0"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
@@ -85,8 +92,6 @@ def test_entry_points(tmp_path):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
 def test_every_cell_learns_and_its_checkpoint_restores_it(tmp_path, mnist_dir, cell):
-
-
     result = short_run(tmp_path, mnist_dir, cell=cell, hidden_size=48, max_steps=100, log_every=50)
     # 100 steps take every cell from chance (10 %) to 74-85 % (measured: lstm 78, gru 85, seed 74).
     assert result.evaluation.accuracy >= 60.0, f"{cell}: {result.evaluation.accuracy:.2f} %"

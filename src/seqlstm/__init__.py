@@ -5,17 +5,30 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, SeqlstmError
-from .evaluate import Evaluation, evaluate, evaluate_checkpoint
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    ExportError,
+    InputError,
+    NonFiniteLossError,
+    RunError,
+    SeqlstmError,
+    TrainingInterrupted,
+)
+from .evaluate import ClassMetrics, Evaluation, evaluate, evaluate_checkpoint, per_class_metrics
 from .explain import Explanation, explain
 from .export import ExportResult, export_onnx
 from .model import CELLS, LSTMClassifier, trace_gates
 from .predict import FilePrediction, Guess, predict, predict_files
-from .train import TrainResult, train
+from .runs import plot_run, read_metrics
+from .train import TrainResult, resume, train
 
 __all__ = [
     "CELLS",
     "CheckpointError",
+    "ClassMetrics",
     "ConfigError",
     "DataError",
     "DownloadError",
@@ -28,17 +41,24 @@ __all__ = [
     "InputError",
     "LSTMClassifier",
     "LabelledImages",
+    "NonFiniteLossError",
+    "RunError",
     "SeqlstmError",
     "TrainConfig",
     "TrainResult",
+    "TrainingInterrupted",
     "evaluate",
     "evaluate_checkpoint",
     "explain",
     "export_onnx",
     "load_checkpoint",
     "load_dataset",
+    "per_class_metrics",
+    "plot_run",
     "predict",
     "predict_files",
+    "read_metrics",
+    "resume",
     "save_checkpoint",
     "trace_gates",
     "train",

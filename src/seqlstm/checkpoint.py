@@ -2,7 +2,12 @@
 
 A checkpoint is a dict: `format`, `format_version`, `seqlstm_version`, `config` (TrainConfig as
 plain types), `model_args` (the classifier's constructor arguments), `state_dict` (CPU tensors)
-and `metrics`. `torch.load(weights_only=True)` reads it; nothing in it can run code.
+and `metrics`. A run's `last.ckpt` also holds `training`: everything needed to continue the run
+exactly (see resume.py). `torch.load(weights_only=True)` reads it; nothing in it can run code.
+
+Format versions: 1 had no `training` key and no run settings in `config` (run_dir, val_size,
+eval_every, checkpoint_every); such files still load, with those settings at their defaults.
+Version 2 added both.
 """
 
 from __future__ import annotations
@@ -15,26 +20,30 @@ from pathlib import Path
 
 import torch
 
-from .atomic import temp_path_beside
+from .atomic import write_atomically
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .model import LSTMClassifier
 
 FORMAT = "seqlstm-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: LSTMClassifier, config: TrainConfig, metrics: dict | None = None
+    path: str | os.PathLike,
+    model: LSTMClassifier,
+    config: TrainConfig,
+    metrics: dict | None = None,
+    training: dict | None = None,
 ) -> Path:
-    """Write `model` and `config` to `path` and return it.
+    """Write `model` and `config` (and, for a resumable checkpoint, the `training` state) to `path`.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
+    `training` must hold tensors and plain containers only. Returns `path`.
     """
     from . import __version__
 
-    path = Path(path)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -44,18 +53,9 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(path)
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    if training is not None:
+        payload["training"] = training
+    return write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -110,3 +110,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     except (ConfigError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint contents do not fit together: {e}") from None
     return model.to(device).eval(), config
+
+
+def read_training_state(path: str | os.PathLike) -> dict:
+    """The validated checkpoint dict at `path`, which must hold a `training` state to resume from.
+
+    Raises CheckpointError for anything read_checkpoint refuses and for a model-only checkpoint
+    (a final model or a best.ckpt), which cannot be continued.
+    """
+    data = read_checkpoint(path)
+    if not isinstance(data.get("training"), dict):
+        raise CheckpointError(
+            f"{path}: this checkpoint holds a model but no training state, so it cannot be resumed; "
+            "resume from the last.ckpt in the run directory"
+        )
+    return data

@@ -5,19 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import signal
 import sys
 
 from . import __version__
 from .config import CHOICES, TrainConfig
-from .errors import SeqlstmError
+from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 from .model import CELLS
 from .evaluate import evaluate_checkpoint
 from .explain import explain
 from .export import export_onnx
 from .predict import FilePrediction, predict_files
-from .train import train
+from .progress import ProgressBar
+from .runs import plot_run
+from .train import resume, train
 
 DEFAULTS = TrainConfig()
+# What `train --resume` accepts besides the checkpoint: everything else comes from the run itself.
+RESUME_OPTIONS = ("data_dir", "device", "quiet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, metavar="N", help="stop after N optimizer steps (smoke runs)")
     t.add_argument("--log-every", type=int, default=DEFAULTS.log_every, metavar="N", help="print the loss every N steps (default: %(default)s)")
     t.add_argument("--out", default=DEFAULTS.out, metavar="PATH", help="checkpoint to write (default: %(default)s)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar (it is shown only when stderr is a terminal)")
+    g = t.add_argument_group("run directory", "what the run records, and continuing it")
+    g.add_argument("--run-dir", default=DEFAULTS.run_dir, metavar="DIR",
+                   help="config.json, metrics.jsonl, last.ckpt, best.ckpt, plots/ (default: runs/<UTC time>-<dataset>-<cell>)")
+    g.add_argument("--val-size", type=int, default=DEFAULTS.val_size, metavar="N",
+                   help="hold N training images out (fixed seed) to validate on after each epoch (default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every, metavar="N", help="also validate every N steps")
+    g.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, metavar="N",
+                   help="write last.ckpt every N steps (default: after each epoch)")
+    g.add_argument("--resume", metavar="CKPT",
+                   help="continue the run saved in CKPT (a run's last.ckpt) with its own settings; "
+                        "only --data-dir, --device and --quiet may be given with it")
     r = t.add_argument_group("recipe", "how the model is trained; each flag overrides the recipe's choice")
     r.add_argument("--recipe", choices=CHOICES["recipe"], default=DEFAULTS.recipe,
                    help="fast: bf16 where supported, one-cycle lr, clipping, LSTM init, 1-px shifts; "
@@ -55,10 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--init", choices=CHOICES["init"], help="lstm: forget-gate bias 1, orthogonal recurrent weights")
     r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
 
-    e = commands.add_parser("evaluate", help="print a checkpoint's accuracy on the test split")
+    e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    e.add_argument("--plots", metavar="DIR", help="draw confusion.png and misclassified.png into DIR")
     e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     e.add_argument("--device", default="auto", help=device_help)
+
+    pl = commands.add_parser("plot", help="draw a run's training curves into RUN_DIR/plots/training.png")
+    pl.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `seqlstm train`")
 
     x = commands.add_parser("explain", help="draw every gate of a trained model at every step for one sample")
     x.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
@@ -100,15 +123,36 @@ def format_predictions(results: list[FilePrediction]) -> str:
     return "\n".join(lines)
 
 
+def resume_device(args: argparse.Namespace) -> str | None:
+    """The --device given with --resume, or None to keep the run's; ConfigError for any setting given with it."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    given = [k for k, v in vars(args).items() if k not in ("command", "resume", *RESUME_OPTIONS) and v != defaults[k]]
+    if given:
+        raise ConfigError(
+            f"--resume continues the run with the settings it was started with; drop "
+            f"{', '.join('--' + k.replace('_', '-') for k in given)} (only --data-dir, --device and --quiet go with it)"
+        )
+    return None if args.device == defaults["device"] else args.device
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "train":
-            options = {k: v for k, v in vars(args).items() if k != "command"}
-            train(TrainConfig(**options), log=lambda line: print(line, flush=True))
+            with ProgressBar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+                if args.resume:
+                    resume(args.resume, progress.log, progress.on_step, args.data_dir, resume_device(args))
+                else:
+                    options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "quiet")}
+                    train(TrainConfig(**options), progress.log, progress.on_step)
         elif args.command == "evaluate":
-            print(evaluate_checkpoint(args.checkpoint, args.data_dir, args.device).summary())
+            evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots)
+            print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.report())
+            if evaluation.figures and not args.json:
+                print(f"wrote {', '.join(str(p) for p in evaluation.figures)}")
+        elif args.command == "plot":
+            print(f"wrote {plot_run(args.run_dir)}")
         elif args.command == "explain":
             result = explain(args.checkpoint, args.index, args.split, args.out, args.json, args.data_dir, args.device)
             print(f"{result.summary()}; wrote {', '.join(str(p) for p in (result.figure, result.json) if p)}")
@@ -126,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     except SeqlstmError as e:
         print(f"seqlstm: error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(
+            f"seqlstm: {signal.Signals(e.signum).name}: stopped after step {e.step} and saved {e.checkpoint}\n"
+            f"resume with: seqlstm train --resume {shlex.quote(str(e.checkpoint))}",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("seqlstm: interrupted", file=sys.stderr)
         return 130

@@ -38,8 +38,12 @@ class TrainConfig:
     seed: int = 0  # initial weights and the shuffling order
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
-    log_every: int = 100  # print the loss line every this many steps of an epoch
+    log_every: int = 100  # print the loss line (and record metrics) every this many steps of an epoch
     out: str = "model.ckpt"
+    run_dir: str | None = None  # config, metrics, last/best checkpoints, plots; None: runs/<UTC time>-<dataset>-<cell>
+    val_size: int = 0  # training images held out (with a fixed seed) for validation; 0: none, as the tutorial
+    eval_every: int | None = None  # also validate every this many steps (always after each epoch)
+    checkpoint_every: int | None = None  # write last.ckpt every this many steps; None: after each epoch
     recipe: str = "fast"
     # None: the recipe's choice. Set explicitly, each overrides the recipe.
     precision: str | None = None  # auto (bf16 where the hardware has it) | fp32 | bf16
@@ -65,8 +69,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            raise ConfigError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+        for name in ("max_steps", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
+        if not isinstance(self.val_size, int) or self.val_size < 0:
+            raise ConfigError(f"val_size must be an integer >= 0, got {self.val_size!r}")
         check_cell(self.cell)
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")

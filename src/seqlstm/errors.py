@@ -27,3 +27,19 @@ class InputError(SeqlstmError):
 
 class ExportError(SeqlstmError):
     """A model cannot be exported, or the exported file does not reproduce the model."""
+
+
+class RunError(SeqlstmError):
+    """A run directory cannot be used: not a run, already holds one, or its metrics are damaged."""
+
+
+class NonFiniteLossError(SeqlstmError):
+    """Training produced a NaN or infinite loss; nothing was saved from that point on."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after the running step; the run was saved to resume from."""
+
+    def __init__(self, signum: int, step: int, checkpoint):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"interrupted at step {step}; saved {checkpoint}")

@@ -111,11 +111,9 @@ def explain(
     )
     if out is not None:
         # Imported here so that training and evaluation never load matplotlib.
-        from .plots import gate_figure
+        from .plots import gate_figure, save_figure
 
-        result.figure = Path(out)
-        result.figure.parent.mkdir(parents=True, exist_ok=True)
-        gate_figure(result).savefig(result.figure, dpi=110)
+        result.figure = save_figure(gate_figure(result), out)
     if json_path is not None:
         result.json = Path(json_path)
         result.json.parent.mkdir(parents=True, exist_ok=True)

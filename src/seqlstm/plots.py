@@ -1,14 +1,32 @@
-"""Matplotlib figures, drawn headless (no pyplot, no display): the gate picture of `explain`."""
+"""Matplotlib figures, drawn headless (no pyplot, no display), saved as PNG.
+
+The gate picture of `explain`; the training curves of a run directory; the confusion matrix and
+the worst misclassified images of `evaluate --plots`.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
+from .atomic import write_atomically
+
 if TYPE_CHECKING:
+    from .evaluate import Evaluation
     from .explain import Explanation
+
+# The smoothed loss line is an exponential moving average (as TensorBoard draws it) over about
+# this share of the logged steps: long enough to see the trend through batch-to-batch noise,
+# short enough not to lag behind it.
+LOSS_SMOOTHING_SHARE = 0.05
+# The misclassified grid: the most confidently wrong images, MISCLASSIFIED_COLUMNS per row.
+MISCLASSIFIED_SHOWN = 25
+MISCLASSIFIED_COLUMNS = 5
 
 # How each traced quantity is drawn: colormap and value range. Gates are sigmoids in (0, 1);
 # candidate and LSTM/GRU hidden states are tanh-bounded in (-1, 1); the cell state (and the seed
@@ -167,3 +185,118 @@ def draw_means(sub, e: "Explanation", layers: int, steps: int) -> None:
     # One legend for all layers, outside the plots, so it never hides a curve.
     lines = axes[0].get_lines() + twin.get_lines()
     sub.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncol=len(lines), fontsize=10)
+
+
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write `figure` to `path` as a PNG, atomically (a temporary file renamed into place)."""
+    return write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=dpi))
+
+
+def smoothed(values: np.ndarray) -> np.ndarray:
+    """Exponential moving average of `values` over about LOSS_SMOOTHING_SHARE of them, debiased so
+    that it starts at the first value."""
+    weight = 1 - 1 / max(1.0, LOSS_SMOOTHING_SHARE * len(values))
+    out = np.empty(len(values))
+    average = 0.0
+    for k, value in enumerate(values):
+        average = weight * average + (1 - weight) * value
+        out[k] = average / (1 - weight ** (k + 1))
+    return out
+
+
+def training_figure(records: list[dict]) -> Figure:
+    """Loss per logged step with a smoothed line, the learning rate, and accuracy per evaluation.
+
+    `records` are metrics.jsonl's objects: steps carry `loss` and `lr`, evaluations `split` and `accuracy`.
+    """
+    steps = [r for r in records if "split" not in r]
+    evaluations = [r for r in records if "split" in r]
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    loss_ax, lr_ax, accuracy_ax = fig.subplots(1, 3)
+    x = np.array([r["step"] for r in steps])
+    loss = np.array([r["loss"] for r in steps])
+    loss_ax.plot(x, loss, color="C0", alpha=0.35, linewidth=1, marker="." if len(x) < 50 else None, label="logged loss")
+    if len(loss):
+        loss_ax.plot(x, smoothed(loss), color="C0", linewidth=2.2, label="smoothed")
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("training loss")
+    lr_ax.plot(x, [r["lr"] for r in steps], color="C1", linewidth=2)
+    lr_ax.set_title("learning rate")
+    lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for split, colour in (("validation", "C2"), ("test", "C3")):
+        points = [(r["step"], r["accuracy"]) for r in evaluations if r["split"] == split]
+        if points:
+            px, py = zip(*points)
+            accuracy_ax.plot(px, py, color=colour, marker="o", label=f"{split} ({py[-1]:.2f} % at step {px[-1]})")
+    accuracy_ax.set_title("accuracy per evaluation")
+    accuracy_ax.set_ylabel("accuracy (%)")
+    for ax in (loss_ax, lr_ax, accuracy_ax):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in (loss_ax, accuracy_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    return fig
+
+
+def confusion_figure(evaluation: "Evaluation") -> Figure:
+    """The confusion matrix: counts written in each cell, coloured by the share of the true class."""
+    counts = evaluation.confusion.numpy()
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = len(evaluation.classes)
+    fig = Figure(figsize=(1.0 + 0.62 * size, 0.6 + 0.55 * size), layout="constrained")
+    ax = fig.subplots()
+    # A power scale, so the few-percent confusions stand out next to the ~99 % diagonal.
+    shown = ax.imshow(share, cmap="Blues", norm="asinh", vmin=0, vmax=1)
+    for (row, column), n in np.ndenumerate(counts):
+        if n:
+            ax.text(column, row, str(n), ha="center", va="center", fontsize=8,
+                    color="white" if share[row, column] > 0.5 else "black")
+    ax.set_xticks(range(size), evaluation.classes)
+    ax.set_yticks(range(size), evaluation.classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{evaluation.split}: {evaluation.accuracy:.2f} % of {evaluation.total}")
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="share of the true class")
+    return fig
+
+
+def misclassified_figure(
+    images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor, classes: tuple[str, ...]
+) -> Figure:
+    """The most confidently misclassified images (uint8 (N, H, W)), with true and predicted label.
+
+    `probabilities` (N, classes) are the model's; the grid shows up to MISCLASSIFIED_SHOWN images,
+    the highest confidence in a wrong answer first.
+    """
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True)][:MISCLASSIFIED_SHOWN]
+    rows = max(1, -(-len(worst) // MISCLASSIFIED_COLUMNS))
+    fig = Figure(figsize=(2.0 * MISCLASSIFIED_COLUMNS, 2.25 * rows + 0.5), layout="constrained")
+    fig.suptitle(f"the {len(worst)} most confidently misclassified of {len(labels)} images ({len(wrong)} wrong)")
+    axes = fig.subplots(rows, MISCLASSIFIED_COLUMNS, squeeze=False).flatten()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, k in zip(axes, worst.tolist()):
+        ax.imshow(images[k].numpy(), cmap="gray_r")
+        ax.set_title(
+            f"#{k}: true {classes[labels[k]]}, predicted {classes[predicted[k]]}\n{100 * confidence[k]:.1f} % sure",
+            fontsize=9, color="darkred",
+        )
+    return fig
+
+
+def evaluation_figures(
+    folder: str | os.PathLike,
+    evaluation: "Evaluation",
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    probabilities: torch.Tensor,
+) -> tuple[Path, Path]:
+    """Write `confusion.png` and `misclassified.png` into `folder`; return their paths."""
+    folder = Path(folder)
+    return (
+        save_figure(confusion_figure(evaluation), folder / "confusion.png"),
+        save_figure(misclassified_figure(images, labels, probabilities, evaluation.classes), folder / "misclassified.png"),
+    )

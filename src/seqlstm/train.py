@@ -1,24 +1,35 @@
-"""The training loop: the tutorial's model and hyperparameters on tensors held in memory."""
+"""The training loop: the tutorial's model and hyperparameters on tensors held in memory, with a
+run directory that records it and lets it continue exactly after an interruption."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .checkpoint import save_checkpoint
+from .checkpoint import read_training_state, save_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
 from .data.augment import random_shift
-from .data.batches import shuffled_batches, steps_per_epoch
+from .data.batches import hold_out, shuffled_batches, steps_per_epoch
 from .data.sequences import image_rows
 from .data.sources import get_dataset
 from .device import resolve_device, resolve_precision
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import Evaluation, evaluate
+from .interrupt import StopSignals
 from .model import LSTMClassifier, lstm_init
+from .resume import LoopState, capture, restore
+from .runs import BEST, LAST, MetricsLog, default_run_dir, plot_run, start_run_dir, write_run_config
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,15 +44,18 @@ class StepInfo:
     loss: torch.Tensor  # this step's loss, still on the device (call .item() only when needed)
     lr: float
     model: LSTMClassifier
+    epochs: int  # epochs planned
+    samples: int  # samples in this step's batch
 
 
 @dataclass
 class TrainResult:
     model: LSTMClassifier
-    config: TrainConfig
+    config: TrainConfig  # as resolved: run_dir is set
     evaluation: Evaluation
     checkpoint: Path
-    losses: list[float]  # the loss of every logged step, in order
+    losses: list[float]  # the loss of every logged step, in order (a resumed run's include the earlier ones)
+    run_dir: Path
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -63,23 +77,80 @@ def train(
 ) -> TrainResult:
     """Train a classifier as `config` says, evaluate it on the test split and save it to `config.out`.
 
+    The run directory (`config.run_dir`, default `runs/<UTC time>-<dataset>-<cell>`) receives
+    config.json, metrics.jsonl, last.ckpt (resumable, see `resume`), best.ckpt (with a validation
+    split) and plots/training.png. SIGINT/SIGTERM stop after the running step, save last.ckpt and
+    raise TrainingInterrupted; a NaN or infinite loss raises NonFiniteLossError, saving nothing.
+
     Args:
         config: the run's settings (see TrainConfig).
-        log: receives the tutorial's progress lines (`Epoch [1/2], Step [100/600], Loss: 0.2355`)
-            and the final accuracy line.
-        on_step: called after every optimizer step (for metrics, benchmarks, notebooks).
+        log: receives the tutorial's progress lines (`Epoch [1/2], Step [100/600], Loss: 0.2355`),
+            the validation lines and the final accuracy line.
+        on_step: called after every optimizer step (for progress bars, benchmarks, notebooks).
     Returns:
-        TrainResult with the trained model, its test evaluation and the checkpoint path.
+        TrainResult with the trained model, its test evaluation, the checkpoint path and the run directory.
     """
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+    return run(replace(config, run_dir=str(run_dir)), log, on_step, saved=None)
+
+
+def resume(
+    checkpoint: str | os.PathLike,
+    log: Callable[[str], None] = print,
+    on_step: Callable[[StepInfo], None] | None = None,
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Continue the run saved in `checkpoint` (a run directory's last.ckpt) to its end.
+
+    The run's stored settings are used, and its folder stays the run directory; `data_dir` and
+    `device` (when given) replace the stored ones. On the same machine and device the result is the
+    same, bit for bit on the CPU, as if the run had never stopped. Returns what `train` returns.
+    """
+    saved = read_training_state(checkpoint)
+    try:
+        config = TrainConfig.from_dict(saved["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{checkpoint}: its stored config is not valid: {e}") from None
+    config = replace(
+        config,
+        run_dir=str(Path(checkpoint).parent),
+        data_dir=config.data_dir if data_dir is None else data_dir,
+        device=config.device if device is None else device,
+    )
+    return run(config, log, on_step, saved)
+
+
+def run(
+    config: TrainConfig, log: Callable[[str], None], on_step: Callable[[StepInfo], None] | None, saved: dict | None
+) -> TrainResult:
+    """Train from scratch (`saved` None) or from a resumable checkpoint dict, as `train` describes."""
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)
     classes = get_dataset(config.dataset).classes
     train_set = load_dataset(config.dataset, "train", config.data_dir)
     # Loaded now so that a missing test file fails before training rather than after it.
     test_set = load_dataset(config.dataset, "test", config.data_dir)
+    images, labels = train_set.images, train_set.labels
+    validation = None
+    if config.val_size:
+        if config.val_size >= len(images):
+            raise ConfigError(
+                f"val_size {config.val_size} leaves no training images: the {config.dataset} training split "
+                f"has {len(images)}; use a smaller --val-size"
+            )
+        kept, held_out = hold_out(len(images), config.val_size)
+        validation = (images[held_out].to(device), labels[held_out].to(device))
+        images, labels = images[kept], labels[kept]
+
+    run_dir = Path(config.run_dir)
+    if saved is None:
+        start_run_dir(run_dir)
+    write_run_config(run_dir, config, device, amp_dtype)
+    logger.info("run directory: %s", run_dir)
 
     torch.manual_seed(config.seed)
-    images, labels = train_set.images.to(device), train_set.labels.to(device)
+    images, labels = images.to(device), labels.to(device)
     model = LSTMClassifier(images.shape[2], config.hidden_size, config.num_layers, len(classes), config.cell)
     if config.init == "lstm":
         lstm_init(model.lstm)
@@ -95,40 +166,135 @@ def train(
     order = torch.Generator().manual_seed(config.seed)
     # A generator of its own, so that turning augmentation on or off keeps the same data order.
     shifts = torch.Generator().manual_seed(config.seed + 1)
+    loop = LoopState()
+    if saved is not None:
+        try:
+            model.load_state_dict(saved["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(f"the checkpoint's weights do not fit its config: {e}") from None
+        loop = restore(saved["training"], optimizer, schedule, order, shifts)
+        logger.info("resuming at step %d of %d (epoch %d, batch %d)", loop.step, total_steps, loop.epoch, loop.batch)
 
-    losses: list[float] = []
-    step = 0
+    last = run_dir / LAST
+    saved_step = loop.step if saved is not None else None
+    metrics = MetricsLog(run_dir, resume_step=loop.step if saved is not None else None)
+    # The first step whose loss was not finite (0: none), kept on the device so that watching for
+    # it costs no synchronisation; it is read where the loop syncs anyway, and every step on the
+    # CPU, where reading it costs nothing.
+    first_bad = torch.zeros((), dtype=torch.long, device=device)
+    check_every = 1 if device.type == "cpu" else config.log_every
+    speed = Speedometer()
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad:
+            epoch, batch = divmod(bad - 1, per_epoch)
+            kept = (f"the last good checkpoint is {last} (step {saved_step})" if saved_step
+                    else "no checkpoint had been written yet")
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite at step {bad} (epoch {epoch + 1}, batch {batch + 1}); "
+                f"training stopped there and saved nothing after it: {kept}. Lower --lr or check the data"
+            )
+
     model.train()
-    for epoch in range(1, config.epochs + 1):
-        for batch, indices in enumerate(shuffled_batches(len(images), config.batch_size, order, device), 1):
-            x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
-            # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
-            # optimizer stay float32, so only the matrix products lose precision.
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = criterion(model(x), labels[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad, foreach=True)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            step += 1
-            if batch % config.log_every == 0:
-                # .item() synchronises with the device, so it happens only on logged steps.
-                losses.append(loss.item())
-                log(f"Epoch [{epoch}/{config.epochs}], Step [{batch}/{per_epoch}], Loss: {losses[-1]:.4f}")
-            if on_step is not None:
-                on_step(StepInfo(step, epoch, batch, per_epoch, total_steps, loss, lr, model))
-            if step == total_steps:
-                break
-        if step == total_steps:
-            break
+    try:
+        with StopSignals() as stop:
+            for epoch in range(loop.epoch, config.epochs + 1):
+                if loop.step == total_steps:
+                    break
+                if epoch != loop.epoch:
+                    loop.epoch, loop.batch = epoch, 0
+                loop.epoch_order = order.get_state()
+                for indices in shuffled_batches(len(images), config.batch_size, order, device)[loop.batch:]:
+                    x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
+                    # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
+                    # optimizer stay float32, so only the matrix products lose precision.
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        loss = criterion(model(x), labels[indices])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.clip_grad:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad, foreach=True)
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    if schedule is not None:
+                        schedule.step()
+                    loop.step += 1
+                    loop.batch += 1
+                    speed.count(len(indices))
+                    first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss.detach()), loop.step, first_bad)
 
-    evaluation = evaluate(model, test_set.images, test_set.labels, precision=amp_dtype)
+                    logged = loop.batch % config.log_every == 0
+                    end = loop.batch == per_epoch or loop.step == total_steps
+                    validate = validation is not None and (
+                        end or (config.eval_every is not None and loop.step % config.eval_every == 0)
+                    )
+                    checkpoint = loop.step == total_steps or (
+                        loop.step % config.checkpoint_every == 0 if config.checkpoint_every else loop.batch == per_epoch
+                    )
+                    if logged or validate or checkpoint or stop.received or loop.step % check_every == 0:
+                        check_finite()
+                    if logged:
+                        # .item() synchronises with the device, so it happens only on logged steps.
+                        loop.losses.append(loss.item())
+                        metrics.write(dict(step=loop.step, epoch=epoch, loss=loop.losses[-1], lr=lr,
+                                           samples_per_s=speed.samples_per_s()))
+                        log(f"Epoch [{epoch}/{config.epochs}], Step [{loop.batch}/{per_epoch}], Loss: {loop.losses[-1]:.4f}")
+                    if validate:
+                        with speed.paused():
+                            result = evaluate(model, *validation, "validation", amp_dtype, classes)
+                            metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
+                                               accuracy=result.accuracy, loss=result.loss))
+                            log(result.summary())
+                            if loop.best_val_accuracy is None or result.accuracy > loop.best_val_accuracy:
+                                loop.best_val_accuracy = result.accuracy
+                                save_checkpoint(run_dir / BEST, model, config,
+                                                metrics={"validation_accuracy": result.accuracy, "steps": loop.step})
+                    if on_step is not None:
+                        on_step(StepInfo(loop.step, epoch, loop.batch, per_epoch, total_steps, loss, lr, model,
+                                         config.epochs, len(indices)))
+                    if checkpoint or stop.received:
+                        with speed.paused():
+                            save_checkpoint(last, model, config, metrics={"steps": loop.step},
+                                            training=capture(loop, optimizer, schedule, shifts))
+                        saved_step = loop.step
+                    if stop.received:
+                        raise TrainingInterrupted(stop.received, loop.step, last)
+                    if loop.step == total_steps:
+                        break
+
+        evaluation = evaluate(model, test_set.images, test_set.labels, precision=amp_dtype, classes=classes)
+        metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
+    finally:
+        metrics.close()
     log(evaluation.summary())
-    path = save_checkpoint(
-        config.out, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": step}
-    )
-    return TrainResult(model, config, evaluation, path, losses)
+    path = save_checkpoint(config.out, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": loop.step})
+    plot_run(run_dir)
+    return TrainResult(model, config, evaluation, path, loop.losses, run_dir)
+
+
+class Speedometer:
+    """Training samples per second between logged steps, not counting evaluation and checkpoints."""
+
+    def __init__(self):
+        self.samples = 0
+        self.since = time.perf_counter()
+
+    def count(self, samples: int) -> None:
+        self.samples += samples
+
+    def samples_per_s(self) -> float:
+        """The rate since the last call (or the start), and start counting afresh."""
+        now = time.perf_counter()
+        rate = self.samples / (now - self.since)
+        self.samples, self.since = 0, now
+        return rate
+
+    @contextmanager
+    def paused(self):
+        """The time spent inside does not count towards the rate."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.since += time.perf_counter() - start

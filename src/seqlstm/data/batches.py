@@ -16,3 +16,17 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device
     """Index tensors (on `device`) covering 0..n-1 once, in an order drawn from `generator`."""
     order = torch.randperm(n, generator=generator).to(device)
     return order.split(batch_size)
+
+
+# The validation images are the same whatever --seed says, so runs with different seeds are
+# compared on the same held-out images.
+VALIDATION_SEED = 1_000_003
+
+
+def hold_out(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split sample indices 0..n-1 into (kept, held_out), `size` held out, drawn with a fixed seed.
+
+    Both index tensors are ascending, so the kept samples stay in their original order.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return order[size:].sort().values, order[:size].sort().values

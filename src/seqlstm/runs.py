@@ -1,0 +1,128 @@
+"""The run directory: config.json, metrics.jsonl, last.ckpt, best.ckpt and plots/ of one training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .atomic import write_atomically
+from .config import TrainConfig
+from .errors import RunError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+LAST = "last.ckpt"
+BEST = "best.ckpt"
+PLOTS = "plots"
+TRAINING_PLOT = "training.png"
+
+
+def default_run_dir(config: TrainConfig, now: datetime | None = None) -> Path:
+    """`runs/<UTC timestamp>-<dataset>-<cell>`, with `-2`, `-3`, ... if runs start in the same second."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    base = Path("runs") / f"{stamp}-{config.dataset}-{config.cell}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def start_run_dir(path: Path) -> Path:
+    """Create the run directory `path` for a new run; RunError if it already holds one."""
+    taken = [name for name in (CONFIG, METRICS, LAST) if (path / name).exists()]
+    if taken:
+        raise RunError(
+            f"run directory {path} already holds a run ({', '.join(taken)}); continue it with "
+            f"`seqlstm train --resume {path / LAST}` or choose another --run-dir"
+        )
+    (path / PLOTS).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_run_config(path: Path, config: TrainConfig, device: torch.device, precision: torch.dtype | None) -> Path:
+    """Write config.json: the resolved config, the versions of seqlstm, PyTorch and Python, and the device."""
+    from . import __version__
+
+    record = {
+        "config": config.to_dict(),
+        "seqlstm": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "precision": "bf16" if precision is torch.bfloat16 else "fp32",
+        "threads": torch.get_num_threads(),
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_atomically(path / CONFIG, lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of `path`/metrics.jsonl, in order.
+
+    A last line cut short (the process was killed while writing it) is skipped; any other line
+    that is not a JSON object is a RunError naming the line.
+    """
+    file = Path(path) / METRICS
+    if not file.is_file():
+        raise RunError(f"{path}: no {METRICS} here; give a run directory written by `seqlstm train`")
+    lines = file.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise RunError(f"{file}, line {number}: not a JSON object; the metrics file is damaged") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise RunError(f"{file}, line {number}: a metrics record needs an integer 'step'")
+        records.append(record)
+    return records
+
+
+class MetricsLog:
+    """Appends one JSON object per line to a run's metrics.jsonl, flushed as it goes."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        """Open `run_dir`/metrics.jsonl; when resuming at `resume_step`, first drop what came after it.
+
+        Records written after the checkpoint being resumed from (a run killed between checkpoints)
+        would otherwise appear twice: the resumed run logs those steps again.
+        """
+        self.path = run_dir / METRICS
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(run_dir) if belongs_before(r, resume_step)]
+            write_atomically(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def belongs_before(record: dict, step: int) -> bool:
+    """Whether `record` was logged before a checkpoint taken after `step`.
+
+    Everything a step logs (its loss line, a validation) comes before that step's checkpoint; only
+    the final test evaluation, logged after the last checkpoint, is redone on resume.
+    """
+    return record["step"] < step or (record["step"] == step and record.get("split") != "test")
+
+
+def plot_run(run_dir: str | os.PathLike) -> Path:
+    """Draw `run_dir`/plots/training.png from its metrics.jsonl and return the path."""
+    # Imported here so that training without plots and the CLI's start-up never load matplotlib.
+    from .plots import save_figure, training_figure
+
+    run_dir = Path(run_dir)
+    return save_figure(training_figure(read_metrics(run_dir)), run_dir / PLOTS / TRAINING_PLOT)
