@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ class Evaluation:
     loss: float | None = None  # mean cross-entropy
     confusion: torch.Tensor | None = None  # int64 (classes, classes): row = true class, column = predicted
     classes: tuple[str, ...] = ()
-    figures: tuple[Path, ...] = field(default=())  # plots written by evaluate_checkpoint
+    figures: tuple[Path, ...] = ()  # plots written by evaluate_checkpoint
 
     @property
     def accuracy(self) -> float:
