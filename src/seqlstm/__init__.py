@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, SeqlstmError
+from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, OutputError, SeqlstmError
 from .evaluate import Evaluation, evaluate, evaluate_checkpoint
 from .explain import Explanation, explain
 from .export import ExportResult, export_onnx
@@ -28,6 +28,7 @@ __all__ = [
     "InputError",
     "LSTMClassifier",
     "LabelledImages",
+    "OutputError",
     "SeqlstmError",
     "TrainConfig",
     "TrainResult",

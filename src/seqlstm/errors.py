@@ -27,3 +27,7 @@ class InputError(SeqlstmError):
 
 class ExportError(SeqlstmError):
     """A model cannot be exported, or the exported file does not reproduce the model."""
+
+
+class OutputError(SeqlstmError):
+    """A result file (checkpoint, figure, export) cannot be written where it was asked for."""
