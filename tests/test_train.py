@@ -69,6 +69,8 @@ def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_
         (["--lr", "-1"], "lr must be positive"),
         (["--data-dir", "no/such/dir"], "--data-dir no/such/dir: no such directory"),
         (["--checkpoint-every", "0"], "checkpoint_every must be a positive integer or None, got 0"),
+        (["--seed", str(2**64)], "seed must be an integer from 0 to 2**63 - 1"),
+        (["--seed", "-1"], "seed must be an integer from 0 to 2**63 - 1"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
@@ -76,6 +78,20 @@ def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_asked_for_an_absent_gpu_says_so(tmp_path):
+    result = run_cli("train", "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "CUDA is not available" in result.stderr
+
+
+def test_a_bad_out_fails_before_training(tmp_path, mnist_dir):
+    (tmp_path / "taken").mkdir()
+    result = run_cli("train", "--out", "taken", "--data-dir", str(mnist_dir), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "seqlstm: error: taken: is a folder; give a file name (for example taken/model.ckpt)\n"
 
 
 def test_entry_points(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import write_atomically
+from .atomic import replace_atomically
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .model import LSTMClassifier
@@ -40,9 +40,17 @@ def save_checkpoint(
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
-    `training` must hold tensors and plain containers only. Returns `path`.
+    `training` must hold tensors and plain containers only. Raises OutputError when `path` cannot
+    be written, ConfigError when `model` is not the cell `config` names (such a file could not be
+    loaded again). Returns `path`.
     """
     from . import __version__
+
+    if model.cell != config.cell:
+        raise ConfigError(
+            f"the model is a {model.cell!r} cell but its config says {config.cell!r}; "
+            f"save it with TrainConfig(cell={model.cell!r}, ...)"
+        )
 
     payload = {
         "format": FORMAT,
@@ -55,7 +63,7 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
-    return write_atomically(path, lambda f: torch.save(payload, f))
+    return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -106,9 +114,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         config = TrainConfig.from_dict(data["config"])
         model = LSTMClassifier(**data["model_args"])
+        if model.cell != config.cell:
+            raise ConfigError(f"the model is a {model.cell!r} cell but its config says {config.cell!r}")
         model.load_state_dict(data["state_dict"])
-    except (ConfigError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint contents do not fit together: {e}") from None
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
+        reason = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: checkpoint contents do not fit together: {reason}") from None
     return model.to(device).eval(), config
 
 

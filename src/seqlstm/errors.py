@@ -43,3 +43,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int, checkpoint):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         super().__init__(f"interrupted at step {step}; saved {checkpoint}")
+
+
+class OutputError(SeqlstmError):
+    """A result file (checkpoint, figure, export) cannot be written where it was asked for."""

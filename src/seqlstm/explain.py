@@ -9,14 +9,15 @@ from pathlib import Path
 
 import torch
 
+from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sequences import image_rows
-from .data.sources import get_dataset
 from .device import resolve_device
 from .errors import ConfigError
 from .model import trace_gates
 from .model.cells import GATES
+from .predict import class_names
 
 
 @dataclass
@@ -87,8 +88,14 @@ def explain(
     """Trace sample `index` of `split` through the model in `checkpoint`.
 
     Draws the figure to `out` (PNG; None: no figure) and writes the numbers to `json_path` (None:
-    no JSON). Raises ConfigError for an index outside the split.
+    no JSON). Raises ConfigError for an index outside the split or a figure name not ending in
+    .png, and OutputError (before any work) when `out` or `json_path` cannot be written.
     """
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise ConfigError(f"{out}: the figure is written as PNG; give a file name ending in .png")
+    for path in (out, json_path):
+        if path is not None:
+            check_writable(path)
     model, config = load_checkpoint(checkpoint, resolve_device(device))
     data = load_dataset(config.dataset, split, data_dir)
     if not 0 <= index < len(data.images):
@@ -96,6 +103,7 @@ def explain(
             f"index {index} is out of range: the {split} split has {len(data.images)} samples (0..{len(data.images) - 1})"
         )
     image, label = data.images[index], int(data.labels[index])
+    count = model.hparams["num_classes"]
     traced = trace_gates(model, image_rows(image[None]))
     trace = {name: t[:, 0].cpu() for name, t in traced.items() if name != "probabilities"}
     trace["probabilities"] = traced["probabilities"][0].cpu()
@@ -106,7 +114,7 @@ def explain(
         image=image,
         label=label,
         predicted=int(trace["probabilities"][-1].argmax()),
-        classes=get_dataset(config.dataset).classes,
+        classes=tuple(class_names(config.dataset, count) or (str(k) for k in range(count))),
         trace=trace,
     )
     if out is not None:
@@ -115,7 +123,6 @@ def explain(
 
         result.figure = save_figure(gate_figure(result), out)
     if json_path is not None:
-        result.json = Path(json_path)
-        result.json.parent.mkdir(parents=True, exist_ok=True)
-        result.json.write_text(json.dumps(result.to_dict()))
+        text = json.dumps(result.to_dict())
+        result.json = replace_atomically(json_path, lambda tmp: tmp.write_text(text))
     return result

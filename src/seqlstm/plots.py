@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
-from .atomic import write_atomically
+from .atomic import replace_atomically
 
 if TYPE_CHECKING:
     from .evaluate import Evaluation
@@ -189,7 +190,7 @@ def draw_means(sub, e: "Explanation", layers: int, steps: int) -> None:
 
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write `figure` to `path` as a PNG, atomically (a temporary file renamed into place)."""
-    return write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=dpi))
+    return replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
 
 
 def smoothed(values: np.ndarray) -> np.ndarray:
@@ -246,8 +247,9 @@ def confusion_figure(evaluation: "Evaluation") -> Figure:
     size = len(evaluation.classes)
     fig = Figure(figsize=(1.0 + 0.62 * size, 0.6 + 0.55 * size), layout="constrained")
     ax = fig.subplots()
-    # A power scale, so the few-percent confusions stand out next to the ~99 % diagonal.
-    shown = ax.imshow(share, cmap="Blues", norm="asinh", vmin=0, vmax=1)
+    # A power scale (1 % shows a quarter of the full colour), so the few confusions stand out next
+    # to the ~99 % diagonal.
+    shown = ax.imshow(share, cmap="Blues", norm=PowerNorm(gamma=0.3, vmin=0, vmax=1))
     for (row, column), n in np.ndenumerate(counts):
         if n:
             ax.text(column, row, str(n), ha="center", va="center", fontsize=8,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import write_atomically
+from .atomic import replace_atomically
 from .config import TrainConfig
 from .errors import RunError
 
@@ -60,7 +60,7 @@ def write_run_config(path: Path, config: TrainConfig, device: torch.device, prec
         "threads": torch.get_num_threads(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return write_atomically(path / CONFIG, lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
+    return replace_atomically(path / CONFIG, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -99,7 +99,7 @@ class MetricsLog:
         self.path = run_dir / METRICS
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(run_dir) if belongs_before(r, resume_step)]
-            write_atomically(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+            replace_atomically(self.path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
         self.file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
