@@ -22,7 +22,7 @@ from conftest import run_cli
 from seqlstm import TrainConfig, evaluate_checkpoint, load_checkpoint, per_class_metrics, read_metrics
 from seqlstm.evaluate import summarise
 
-STEPS = 60
+STEPS = 100
 PER_EPOCH = 595  # (60,000 - 500 held out) / 100
 
 
@@ -86,7 +86,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(tmp
     process.kill()
     process.wait()
     step = torch.load(tmp_path / "B" / "last.ckpt", weights_only=True)["training"]["step"]
-    assert step in (20, 40)
+    assert step % 20 == 0 and 20 <= step < STEPS  # a checkpoint of the running process, not the final one
     assert not (tmp_path / "b.ckpt").exists()
     if step == 20:  # killed before the next checkpoint: steps 21-25 were logged and must not count twice
         assert max(r["step"] for r in read_metrics(tmp_path / "B")) >= 25

@@ -173,13 +173,14 @@ def run(
         try:
             model.load_state_dict(saved["state_dict"])
         except RuntimeError as e:
-            raise CheckpointError(f"the checkpoint's weights do not fit its config: {e}") from None
+            # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
+            raise CheckpointError(f"the checkpoint's weights do not fit its config: {str(e).strip().splitlines()[0]}") from None
         loop = restore(saved["training"], optimizer, schedule, order, shifts)
         logger.info("resuming at step %d of %d (epoch %d, batch %d)", loop.step, total_steps, loop.epoch, loop.batch)
 
     last = run_dir / LAST
     saved_step = loop.step if saved is not None else None
-    metrics = MetricsLog(run_dir, resume_step=loop.step if saved is not None else None)
+    metrics = MetricsLog(run_dir, resume_step=saved_step)
     # The first step whose loss was not finite (0: none), kept on the device so that watching for
     # it costs no synchronisation; it is read where the loop syncs anyway, and every step on the
     # CPU, where reading it costs nothing.
