@@ -5,13 +5,23 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .errors import CheckpointError, ConfigError, DataError, DownloadError, ExportError, InputError, SeqlstmError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    ExportError,
+    InputError,
+    SeqlstmError,
+    ServeError,
+)
 from .evaluate import Evaluation, evaluate, evaluate_checkpoint
 from .explain import Explanation, explain
 from .export import ExportResult, export_onnx
 from .model import CELLS, LSTMClassifier, trace_gates
 from .predict import FilePrediction, Guess, predict, predict_files
 from .train import TrainResult, train
+from .web import serve
 
 __all__ = [
     "CELLS",
@@ -29,6 +39,7 @@ __all__ = [
     "LSTMClassifier",
     "LabelledImages",
     "SeqlstmError",
+    "ServeError",
     "TrainConfig",
     "TrainResult",
     "evaluate",
@@ -40,6 +51,7 @@ __all__ = [
     "predict",
     "predict_files",
     "save_checkpoint",
+    "serve",
     "trace_gates",
     "train",
 ]

@@ -27,3 +27,7 @@ class InputError(SeqlstmError):
 
 class ExportError(SeqlstmError):
     """A model cannot be exported, or the exported file does not reproduce the model."""
+
+
+class ServeError(SeqlstmError):
+    """The web app cannot start: its packages are missing, or the address cannot be listened on."""
