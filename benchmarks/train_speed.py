@@ -84,6 +84,9 @@ class Clock:
         self.curve = []  # (step, train seconds, accuracy)
 
     def tick(self, step: int, model: nn.Module):
+        if self.test[0].device.type == "cuda":
+            # CUDA queues work: without this, training time would leak into the untimed evaluation.
+            torch.cuda.synchronize()
         if self.last is not None:
             self.train_s += time.perf_counter() - self.last
         if step % self.eval_every == 0:

@@ -43,26 +43,17 @@ def assert_same_run(fused, explicit, x, state):
         torch.testing.assert_close(grads_e[name], grads_f[name], **TOLERANCE, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("fused_class, explicit_class", [(nn.LSTM, ExplicitLSTM), (nn.GRU, ExplicitGRU)])
 @pytest.mark.parametrize("batch, seq, features, hidden, layers", SHAPES)
-def test_explicit_lstm_is_nn_lstm(batch, seq, features, hidden, layers):
+def test_explicit_cell_is_the_fused_one(fused_class, explicit_class, batch, seq, features, hidden, layers):
     torch.manual_seed(seq + hidden)
-    fused = nn.LSTM(features, hidden, layers, batch_first=True)
-    explicit = ExplicitLSTM(features, hidden, layers)
+    fused = fused_class(features, hidden, layers, batch_first=True)
+    explicit = explicit_class(features, hidden, layers)
     # The same names and shapes: a fused state dict loads into the explicit cell as it is.
     explicit.load_state_dict(fused.state_dict())
     x = torch.randn(batch, seq, features)
-    assert_same_run(fused, explicit, x, random_state(layers, batch, hidden))
-    assert_same_run(fused, explicit, x, None)
-
-
-@pytest.mark.parametrize("batch, seq, features, hidden, layers", SHAPES)
-def test_explicit_gru_is_nn_gru(batch, seq, features, hidden, layers):
-    torch.manual_seed(seq + hidden)
-    fused = nn.GRU(features, hidden, layers, batch_first=True)
-    explicit = ExplicitGRU(features, hidden, layers)
-    explicit.load_state_dict(fused.state_dict())
-    x = torch.randn(batch, seq, features)
-    assert_same_run(fused, explicit, x, random_state(layers, batch, hidden)[0])
+    state = random_state(layers, batch, hidden)
+    assert_same_run(fused, explicit, x, state if fused_class is nn.LSTM else state[0])
     assert_same_run(fused, explicit, x, None)
 
 

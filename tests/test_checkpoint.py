@@ -1,11 +1,12 @@
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import run_cli
-from seqlstm import CheckpointError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
+from seqlstm import CheckpointError, OutputError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
 from seqlstm.checkpoint import FORMAT_VERSION
 
 
@@ -43,11 +44,11 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
     before = path.read_bytes()
 
     def broken_save(obj, f):
-        f.write(b"PK\x03\x04 partial")
+        Path(f).write_bytes(b"PK\x03\x04 partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="m.ckpt: could not be written: disk full"):
         save_checkpoint(path, small_model(), TrainConfig(seed=1))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.ckpt"]
@@ -123,15 +124,18 @@ def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path):
     assert result.stderr.startswith("seqlstm: error: ") and "Traceback" not in result.stderr
 
 
-def test_checkpoints_from_before_cells_load_as_lstm(tmp_path):
-    """Checkpoints written before `cell` existed have no such key in model_args or config."""
+def test_checkpoints_from_before_cells_and_recipes_load_as_they_were_trained(tmp_path):
+    """The first checkpoints have no `cell` and no recipe keys: an lstm trained the tutorial's way."""
     model = small_model()
     path = save_checkpoint(tmp_path / "old.ckpt", model, TrainConfig())
     raw = torch.load(path, weights_only=True)
     del raw["model_args"]["cell"], raw["config"]["cell"]
+    for key in ("recipe", "precision", "schedule", "clip_grad", "init", "augment_shift"):
+        del raw["config"][key]
     torch.save(raw, path)
     loaded, config = load_checkpoint(path)
     assert loaded.cell == config.cell == "lstm"
+    assert (config.recipe, config.precision, config.schedule) == ("tutorial", "fp32", "constant")
     x = torch.rand(2, 28, 28)
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
 
@@ -143,3 +147,21 @@ def test_unknown_cell_in_a_checkpoint(tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="do not fit together: unknown cell 'rnn'"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("model_args", "hidden_size", -1, "hidden_size must be greater than zero"),
+        ("model_args", "hidden_size", 32, r"Error\(s\) in loading state_dict for LSTMClassifier:$"),
+        ("config", "cell", "gru", "the model is a 'lstm' cell but its config says 'gru'"),
+    ],
+)
+def test_checkpoint_whose_parts_disagree_gets_a_one_line_error(tmp_path, section, key, value, message):
+    path = save_checkpoint(tmp_path / "m.ckpt", small_model(), TrainConfig())
+    raw = torch.load(path, weights_only=True)
+    raw[section][key] = value
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match=f"do not fit together: {message}") as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value)

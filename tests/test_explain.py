@@ -83,3 +83,12 @@ def test_cli_explain_and_its_errors(tmp_path, mnist_dir):
         assert not (tmp_path / "bad.png").exists()
     missing = run_cli("explain", "nothing.ckpt", "--index", "0", cwd=tmp_path)
     assert missing.returncode == 1 and "no such checkpoint file" in missing.stderr
+
+    (tmp_path / "taken").mkdir()
+    for args, message in [
+        (["--out", "g.jpg"], "g.jpg: the figure is written as PNG; give a file name ending in .png"),
+        (["--out", "g2.png", "--json", "taken"], "taken: is a folder; give a file name"),
+    ]:
+        failed = run_cli("explain", "seed.ckpt", "--index", "0", *args, "--data-dir", str(mnist_dir), cwd=tmp_path)
+        assert failed.returncode == 1 and message in failed.stderr and "Traceback" not in failed.stderr
+        assert not (tmp_path / "g.jpg").exists() and not (tmp_path / "g2.png").exists()

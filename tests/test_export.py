@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from seqlstm import ExportError, LSTMClassifier, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
+from seqlstm import ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
 from seqlstm.data.sequences import image_rows
 from seqlstm import export as export_module
 
@@ -83,3 +83,11 @@ def test_export_without_the_packages_says_how_to_install_them(tmp_path, monkeypa
     with pytest.raises(ExportError, match=r'missing: seqlstm_no_such_package\. Install them with: pip install "seqlstm\[export\]"'):
         export_onnx(checkpoint, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_into_a_folder_fails_before_exporting(tmp_path, monkeypatch):
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(export_module, "to_onnx", lambda *args: pytest.fail("exported although the target is a folder"))
+    with pytest.raises(OutputError, match=r"out: is a folder; give a file name"):
+        export_onnx(checkpoint, tmp_path / "out")

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import socket
 
 import numpy as np
@@ -155,3 +156,22 @@ def test_a_damaged_cache_entry_is_downloaded_again(tmp_path, mnist_dir, file_ser
     _, labels = load_dataset("mnist", "test")
     assert labels.shape == (10000,)
     assert file_server.requests.count("/good/" + TEST_FILES[1]) == 2
+
+
+def test_an_unusable_cache_folder_says_what_to_do(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SEQLSTM_CACHE", str(blocker))
+    with pytest.raises(DownloadError, match=r"cannot create the download cache .*not-a-folder/mnist.*Set SEQLSTM_CACHE"):
+        load_dataset("mnist", "test")
+
+
+def test_downloaded_files_get_the_users_usual_permissions(tmp_path, mnist_dir, file_server, monkeypatch):
+    monkeypatch.setenv("SEQLSTM_MNIST_MIRRORS", serve_test_split(file_server, mnist_dir))
+    old = os.umask(0o022)
+    try:
+        load_dataset("mnist", "test")
+    finally:
+        os.umask(old)
+    modes = {(tmp_path / "cache" / "mnist" / name).stat().st_mode & 0o777 for name in TEST_FILES}
+    assert modes == {0o644}

@@ -62,6 +62,8 @@ def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_
         (["--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["--lr", "-1"], "lr must be positive"),
         (["--data-dir", "no/such/dir"], "--data-dir no/such/dir: no such directory"),
+        (["--seed", str(2**64)], "seed must be an integer from 0 to 2**63 - 1"),
+        (["--seed", "-1"], "seed must be an integer from 0 to 2**63 - 1"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
@@ -69,6 +71,20 @@ def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_asked_for_an_absent_gpu_says_so(tmp_path):
+    result = run_cli("train", "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "CUDA is not available" in result.stderr
+
+
+def test_a_bad_out_fails_before_training(tmp_path, mnist_dir):
+    (tmp_path / "taken").mkdir()
+    result = run_cli("train", "--out", "taken", "--data-dir", str(mnist_dir), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "seqlstm: error: taken: is a folder; give a file name (for example taken/model.ckpt)\n"
 
 
 def test_entry_points(tmp_path):
@@ -85,8 +101,6 @@ def test_entry_points(tmp_path):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
 def test_every_cell_learns_and_its_checkpoint_restores_it(tmp_path, mnist_dir, cell):
-
-
     result = short_run(tmp_path, mnist_dir, cell=cell, hidden_size=48, max_steps=100, log_every=50)
     # 100 steps take every cell from chance (10 %) to 74-85 % (measured: lstm 78, gru 85, seed 74).
     assert result.evaluation.accuracy >= 60.0, f"{cell}: {result.evaluation.accuracy:.2f} %"

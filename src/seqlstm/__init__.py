@@ -12,6 +12,7 @@ from .errors import (
     DownloadError,
     ExportError,
     InputError,
+    OutputError,
     SeqlstmError,
     ServeError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "InputError",
     "LSTMClassifier",
     "LabelledImages",
+    "OutputError",
     "SeqlstmError",
     "ServeError",
     "TrainConfig",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import temp_path_beside
+from .atomic import replace_atomically
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .model import LSTMClassifier
@@ -31,10 +31,10 @@ def save_checkpoint(
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
+    Raises OutputError when `path` cannot be written.
     """
     from . import __version__
 
-    path = Path(path)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -44,18 +44,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(path)
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -106,7 +95,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         config = TrainConfig.from_dict(data["config"])
         model = LSTMClassifier(**data["model_args"])
+        if model.cell != config.cell:
+            raise ConfigError(f"the model is a {model.cell!r} cell but its config says {config.cell!r}")
         model.load_state_dict(data["state_dict"])
-    except (ConfigError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint contents do not fit together: {e}") from None
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
+        reason = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: checkpoint contents do not fit together: {reason}") from None
     return model.to(device).eval(), config

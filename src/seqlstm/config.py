@@ -2,8 +2,9 @@
 
 The model, batch size, epochs and peak learning rate are always the tutorial's unless changed;
 *how* they are trained comes from a recipe. `fast` (the default) adds bf16 autocast where the
-hardware has it, a one-cycle schedule peaking at `lr`, gradient clipping and an LSTM-friendly
-initialisation and random one-pixel shifts of the training images; `tutorial` trains exactly as the tutorial did, for comparison.
+hardware has it, a one-cycle schedule peaking at `lr`, gradient clipping, an LSTM-friendly
+initialisation and random one-pixel shifts of the training images; `tutorial` trains exactly as
+the tutorial did, for comparison.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class TrainConfig:
         check_cell(self.cell)
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        # torch.manual_seed takes any 64-bit value, but the augmentation generator uses seed + 1.
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
 
     def to_dict(self) -> dict:
         """Plain types only, so the config can live in a weights-only checkpoint."""
@@ -77,9 +81,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Rebuild a config from `to_dict()` output; ConfigError on unknown keys."""
+        """Rebuild a config from `to_dict()` output; ConfigError on unknown keys.
+
+        A config saved before recipes existed has no `recipe` key; it was trained the tutorial's
+        way (the only way there was), so it is read as the `tutorial` recipe, not today's default.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{"recipe": "tutorial", **values})

@@ -58,7 +58,10 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "fp32":
         return None
     if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
+        # Native bf16 tensor cores start with Ampere (compute capability 8); older GPUs only
+        # emulate it, which is slower than float32. Asked of the chosen GPU, not the current one.
+        native = torch.cuda.get_device_capability(device)[0] >= 8
+        supported = native if name == "auto" else torch.cuda.is_bf16_supported(including_emulation=True)
     elif device.type == "cpu":
         supported = cpu_has_bf16() if name == "auto" else True
     else:

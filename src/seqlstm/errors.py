@@ -29,5 +29,9 @@ class ExportError(SeqlstmError):
     """A model cannot be exported, or the exported file does not reproduce the model."""
 
 
+class OutputError(SeqlstmError):
+    """A result file (checkpoint, figure, export) cannot be written where it was asked for."""
+
+
 class ServeError(SeqlstmError):
     """The web app cannot start: its packages are missing, or the address cannot be listened on."""

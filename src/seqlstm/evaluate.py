@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -11,7 +12,10 @@ from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sequences import image_rows
 from .device import resolve_device, resolve_precision
+from .errors import ConfigError
 from .model import LSTMClassifier
+
+log = logging.getLogger(__name__)
 
 # Large batches make evaluation a few big matrix products instead of many small ones; the
 # result does not depend on it beyond float rounding, and train and evaluate use the same value.
@@ -68,9 +72,15 @@ def evaluate_checkpoint(
     """Load the checkpoint at `path` and evaluate it on `split` of the dataset it was trained on.
 
     Uses the precision the model was trained with, as resolved on `device`, so that on the same
-    machine the result equals the accuracy printed at the end of training.
+    machine the result equals the accuracy printed at the end of training. A bf16-trained model
+    on a device without bf16 is evaluated in float32 (with a logged warning).
     """
     target = resolve_device(device)
     model, config = load_checkpoint(path, target)
     data = load_dataset(config.dataset, split, data_dir)
-    return evaluate(model, data.images, data.labels, split, resolve_precision(config.precision, target))
+    try:
+        precision = resolve_precision(config.precision, target)
+    except ConfigError:
+        log.warning("%s was trained in bf16, which %s cannot run; evaluating in float32", path, target)
+        precision = None
+    return evaluate(model, data.images, data.labels, split, precision)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sequences import image_rows
@@ -100,8 +101,14 @@ def explain(
     """Trace sample `index` of `split` through the model in `checkpoint`.
 
     Draws the figure to `out` (PNG; None: no figure) and writes the numbers to `json_path` (None:
-    no JSON). Raises ConfigError for an index outside the split.
+    no JSON). Raises ConfigError for an index outside the split or a figure name not ending in
+    .png, and OutputError (before any work) when `out` or `json_path` cannot be written.
     """
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise ConfigError(f"{out}: the figure is written as PNG; give a file name ending in .png")
+    for path in (out, json_path):
+        if path is not None:
+            check_writable(path)
     model, config = load_checkpoint(checkpoint, resolve_device(device))
     data = load_dataset(config.dataset, split, data_dir)
     if not 0 <= index < len(data.images):
@@ -124,11 +131,9 @@ def explain(
         # Imported here so that training and evaluation never load matplotlib.
         from .plots import gate_figure
 
-        result.figure = Path(out)
-        result.figure.parent.mkdir(parents=True, exist_ok=True)
-        gate_figure(result).savefig(result.figure, dpi=110)
+        figure = gate_figure(result)
+        result.figure = replace_atomically(out, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
     if json_path is not None:
-        result.json = Path(json_path)
-        result.json.parent.mkdir(parents=True, exist_ok=True)
-        result.json.write_text(json.dumps(result.to_dict()))
+        text = json.dumps(result.to_dict())
+        result.json = replace_atomically(json_path, lambda tmp: tmp.write_text(text))
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import temp_path_beside
+from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data.digits import FRAME
 from .errors import ExportError
@@ -64,10 +64,11 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
     model, _ = load_checkpoint(checkpoint, "cpu")
     features = model.hparams["input_size"]
     example = torch.rand(2, FRAME, features, generator=torch.Generator().manual_seed(0))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(out)
-    try:
+    out = check_writable(out)
+    diff = None
+
+    def write_checked(tmp: Path) -> None:
+        nonlocal diff
         to_onnx(model, example, tmp)
         diff = max_abs_diff(model, tmp, features)
         if not diff <= TOLERANCE:
@@ -75,9 +76,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
                 f"the exported model's logits differ from PyTorch's by up to {diff:.2e}, more than {TOLERANCE:.0e}; "
                 f"{out} was not written. Please report this with the checkpoint's settings"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    replace_atomically(out, write_checked)
     return ExportResult(out, ("batch", FRAME, features), model.hparams["num_classes"], diff)
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .atomic import check_writable
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
@@ -73,6 +74,7 @@ def train(
     """
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)
+    check_writable(config.out)  # before the work: a bad --out must not cost a training run
     classes = get_dataset(config.dataset).classes
     train_set = load_dataset(config.dataset, "train", config.data_dir)
     # Loaded now so that a missing test file fails before training rather than after it.

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +20,7 @@ from typing import NamedTuple
 import pooch
 import torch
 
+from ..atomic import temp_path_beside
 from ..errors import DataError, DownloadError
 from .idx import parse_idx, read_bytes
 
@@ -131,16 +131,20 @@ def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
     its checksum passes, so an interrupted or bad download never leaves a file that looks valid.
     Raises DownloadError listing every mirror and what it answered.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(
+            f"cannot create the download cache {directory}: {e.strerror or e}. Set SEQLSTM_CACHE to a "
+            "writable folder, or place the files by hand and pass --data-dir"
+        ) from None
     target = directory / file.name
     fetch = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=DOWNLOAD_TIMEOUT_S)
     failures = []
     for base in mirrors(dataset):
         url = base + file.name
         log.info("downloading %s", url)
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{file.name}.", suffix=".part")
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = temp_path_beside(target)
         try:
             fetch(url, str(tmp), None)
             verified_payload(tmp, file)

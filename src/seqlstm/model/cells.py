@@ -196,6 +196,17 @@ class ExplicitRNN(nn.Module):
     def forward(self, x: torch.Tensor, state=None):
         return unroll(self.cell, self, x, state)
 
+    def add_fused_layout(self, gates: int) -> None:
+        """nn.LSTM's / nn.GRU's parameters, names and shapes: `gates` row blocks per matrix, per layer."""
+        rows = gates * self.hidden_size
+        for k in range(self.num_layers):
+            width = self.input_size if k == 0 else self.hidden_size
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(rows, width)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(rows, self.hidden_size)))
+            self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(rows)))
+            self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(rows)))
+        self.reset_parameters()
+
     def reset_parameters(self):
         """nn.LSTM's initialisation: every parameter uniform in ±1/sqrt(hidden)."""
         bound = 1 / math.sqrt(self.hidden_size)
@@ -210,13 +221,7 @@ class ExplicitLSTM(ExplicitRNN):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
         super().__init__(input_size, hidden_size, num_layers)
-        for k in range(num_layers):
-            width = input_size if k == 0 else hidden_size
-            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(4 * hidden_size, width)))
-            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(4 * hidden_size, hidden_size)))
-            self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(4 * hidden_size)))
-            self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(4 * hidden_size)))
-        self.reset_parameters()
+        self.add_fused_layout(gates=4)
 
 
 class ExplicitGRU(ExplicitRNN):
@@ -226,13 +231,7 @@ class ExplicitGRU(ExplicitRNN):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
         super().__init__(input_size, hidden_size, num_layers)
-        for k in range(num_layers):
-            width = input_size if k == 0 else hidden_size
-            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(3 * hidden_size, width)))
-            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(3 * hidden_size, hidden_size)))
-            self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(3 * hidden_size)))
-            self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(3 * hidden_size)))
-        self.reset_parameters()
+        self.add_fused_layout(gates=3)
 
 
 class SeedRNN(ExplicitRNN):
