@@ -181,6 +181,12 @@ def test_each_bad_request_gets_its_status_and_says_what_is_wrong(client, digits,
     assert message in (detail if isinstance(detail, str) else json.dumps(detail))
 
 
+def chunked_oversize():
+    """A body over the cap as a generator: sent chunked, with no Content-Length to check in advance."""
+    for _ in range(MAX_BODY_BYTES // 65536 + 2):
+        yield bytes(65536)
+
+
 def test_bodies_over_the_cap_get_413_with_or_without_a_declared_length(client, digits):
     png = drawing(digits.images[0].numpy())
     # Pillow ignores bytes after a PNG's end: a body exactly at the cap is still read.
@@ -191,12 +197,7 @@ def test_bodies_over_the_cap_get_413_with_or_without_a_declared_length(client, d
     assert declared.json()["detail"] == (
         f"the body declares {MAX_BODY_BYTES + 1:,} bytes, more than the limit of {MAX_BODY_BYTES:,} bytes; send a smaller image"
     )
-
-    def chunks():  # a chunked body: no Content-Length to check in advance
-        for _ in range(MAX_BODY_BYTES // 65536 + 2):
-            yield bytes(65536)
-
-    streamed = client.post("/api/predict", content=chunks(), headers={"Content-Type": "image/png"})
+    streamed = client.post("/api/predict", content=chunked_oversize(), headers={"Content-Type": "image/png"})
     assert streamed.status_code == 413
     assert streamed.json()["detail"].startswith("the body is longer than the limit of 1,048,576 bytes")
 
@@ -286,6 +287,12 @@ def test_load_on_127_0_0_1_zero_errors_and_no_answer_mixed_up(server, client, di
         assert reading["prediction"] == expected[which]["prediction"]
         assert reading["image"] == expected[which]["image"]
         assert reading["probabilities"] == pytest.approx(expected[which]["probabilities"], abs=1e-5)
+
+
+def test_the_real_server_caps_a_chunked_body(server):
+    response = httpx2.post(f"{server}api/predict", content=chunked_oversize(), headers={"Content-Type": "image/png"}, timeout=60)
+    assert response.status_code == 413
+    assert response.json()["detail"].startswith("the body is longer than the limit of 1,048,576 bytes")
 
 
 def chromium_path() -> str:

@@ -24,9 +24,10 @@ def serve(
     """Serve the drawing page and the JSON API for the model in `checkpoint` until interrupted.
 
     Listens on `host`:`port` (port 0: any free port) and, once connections are accepted, passes
-    one line with the page's URL to `log`. Returns after Ctrl+C (SIGINT) or SIGTERM, when the
-    requests in progress are done. Raises ServeError when FastAPI or uvicorn is missing or the
-    address cannot be listened on; CheckpointError or ConfigError for a checkpoint it cannot serve.
+    one line with the page's URL to `log`. Runs until Ctrl+C (SIGINT) or SIGTERM: uvicorn then
+    finishes the requests in progress and raises the signal again, so Ctrl+C ends in
+    KeyboardInterrupt. Raises ServeError when FastAPI or uvicorn is missing or the address cannot
+    be listened on; CheckpointError or ConfigError for a checkpoint it cannot serve.
     """
     try:
         import uvicorn
