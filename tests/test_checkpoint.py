@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from seqlstm import CheckpointError, OutputError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
+from seqlstm import CheckpointError, ConfigError, OutputError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
 from seqlstm.checkpoint import FORMAT_VERSION
 
 
@@ -165,3 +165,10 @@ def test_checkpoint_whose_parts_disagree_gets_a_one_line_error(tmp_path, section
     with pytest.raises(CheckpointError, match=f"do not fit together: {message}") as caught:
         load_checkpoint(path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_model_saved_with_another_cells_config_is_refused_before_writing(tmp_path):
+    model = LSTMClassifier(28, hidden_size=8, num_layers=1, cell="gru")
+    with pytest.raises(ConfigError, match=r"the model is a 'gru' cell but its config says 'lstm'; save it with TrainConfig\(cell='gru'"):
+        save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig())
+    assert list(tmp_path.iterdir()) == []

@@ -92,3 +92,12 @@ def test_cli_explain_and_its_errors(tmp_path, mnist_dir):
         failed = run_cli("explain", "seed.ckpt", "--index", "0", *args, "--data-dir", str(mnist_dir), cwd=tmp_path)
         assert failed.returncode == 1 and message in failed.stderr and "Traceback" not in failed.stderr
         assert not (tmp_path / "g.jpg").exists() and not (tmp_path / "g2.png").exists()
+
+
+def test_a_model_with_more_outputs_than_the_dataset_has_classes_is_labelled_by_index(tmp_path, mnist_dir):
+    torch.manual_seed(0)
+    model = LSTMClassifier(28, hidden_size=8, num_layers=1, num_classes=26)
+    path = save_checkpoint(tmp_path / "wide.ckpt", model, TrainConfig(hidden_size=8, num_layers=1))
+    result = explain(path, 0, out=tmp_path / "g.png", data_dir=mnist_dir)
+    assert result.classes == tuple(str(k) for k in range(26))
+    assert result.summary().startswith(f"test sample 0: label 7, predicted {result.predicted} (")

@@ -18,8 +18,8 @@ MODEL_VARIANTS = {
     "lstm-1x16": (dict(hidden_size=16, num_layers=1), {}),
     "lstm-2x48": (dict(hidden_size=48, num_layers=2), {}),
     "lstm-3x8-26-classes": (dict(hidden_size=8, num_layers=3, num_classes=26), {}),
-    "gru-2x32": (dict(hidden_size=32, num_layers=2, cell="gru"), {}),
-    "seed-2x32": (dict(hidden_size=32, num_layers=2, cell="seed"), {}),
+    "gru-2x32": (dict(hidden_size=32, num_layers=2, cell="gru"), dict(cell="gru")),
+    "seed-2x32": (dict(hidden_size=32, num_layers=2, cell="seed"), dict(cell="seed")),
 }
 
 

@@ -31,9 +31,16 @@ def save_checkpoint(
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
-    Raises OutputError when `path` cannot be written.
+    Raises OutputError when `path` cannot be written, ConfigError when `model` is not the cell
+    `config` names (such a file could not be loaded again).
     """
     from . import __version__
+
+    if model.cell != config.cell:
+        raise ConfigError(
+            f"the model is a {model.cell!r} cell but its config says {config.cell!r}; "
+            f"save it with TrainConfig(cell={model.cell!r}, ...)"
+        )
 
     payload = {
         "format": FORMAT,

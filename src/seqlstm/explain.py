@@ -13,11 +13,11 @@ from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sequences import image_rows
-from .data.sources import get_dataset
 from .device import resolve_device
 from .errors import ConfigError
 from .model import trace_gates
 from .model.cells import GATES
+from .predict import class_names
 
 
 @dataclass
@@ -116,6 +116,7 @@ def explain(
             f"index {index} is out of range: the {split} split has {len(data.images)} samples (0..{len(data.images) - 1})"
         )
     image, label = data.images[index], int(data.labels[index])
+    count = model.hparams["num_classes"]
     trace = trace_image(model, image)
     result = Explanation(
         cell=model.cell,
@@ -124,7 +125,7 @@ def explain(
         image=image,
         label=label,
         predicted=int(trace["probabilities"][-1].argmax()),
-        classes=get_dataset(config.dataset).classes,
+        classes=tuple(class_names(config.dataset, count) or (str(k) for k in range(count))),
         trace=trace,
     )
     if out is not None:
