@@ -16,6 +16,7 @@ from .errors import (
     OutputError,
     RunError,
     SeqlstmError,
+    ServeError,
     TrainingInterrupted,
 )
 from .evaluate import ClassMetrics, Evaluation, evaluate, evaluate_checkpoint, per_class_metrics
@@ -25,6 +26,7 @@ from .model import CELLS, LSTMClassifier, trace_gates
 from .predict import FilePrediction, Guess, predict, predict_files
 from .runs import plot_run, read_metrics
 from .train import TrainResult, resume, train
+from .web import serve
 
 __all__ = [
     "CELLS",
@@ -46,6 +48,7 @@ __all__ = [
     "OutputError",
     "RunError",
     "SeqlstmError",
+    "ServeError",
     "TrainConfig",
     "TrainResult",
     "TrainingInterrupted",
@@ -62,6 +65,7 @@ __all__ = [
     "read_metrics",
     "resume",
     "save_checkpoint",
+    "serve",
     "trace_gates",
     "train",
 ]

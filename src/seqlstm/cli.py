@@ -20,6 +20,7 @@ from .predict import FilePrediction, predict_files
 from .progress import ProgressBar
 from .runs import plot_run
 from .train import resume, train
+from .web import serve
 
 DEFAULTS = TrainConfig()
 # What `train --resume` accepts besides the checkpoint: everything else comes from the run itself.
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     o = commands.add_parser("export", help="export a checkpoint to ONNX, verified against PyTorch with onnxruntime")
     o.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     o.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
+
+    s = commands.add_parser("serve", help="a web page to draw a digit and watch the model read it, with a JSON API")
+    s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on; 0 takes any free port (default: %(default)s)")
     return parser
 
 
@@ -167,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "export":
             print(export_onnx(args.checkpoint, args.onnx).summary())
+        elif args.command == "serve":
+            serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True))
     except SeqlstmError as e:
         print(f"seqlstm: error: {e}", file=sys.stderr)
         return 1

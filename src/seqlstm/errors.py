@@ -47,3 +47,7 @@ class TrainingInterrupted(Exception):
 
 class OutputError(SeqlstmError):
     """A result file (checkpoint, figure, export) cannot be written where it was asked for."""
+
+
+class ServeError(SeqlstmError):
+    """The web app cannot start: its packages are missing, or the address cannot be listened on."""

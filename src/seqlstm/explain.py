@@ -56,10 +56,6 @@ class Explanation:
 
     def to_dict(self) -> dict:
         """Plain numbers (nested lists, rounded to 6 decimals) for JSON."""
-
-        def plain(t: torch.Tensor):
-            return torch.round(t.double(), decimals=6).tolist()
-
         return {
             "cell": self.cell,
             "split": self.split,
@@ -74,6 +70,23 @@ class Explanation:
             "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
             "cell_norm": plain(self.cell_norm()),
         }
+
+
+def plain(t: torch.Tensor, decimals: int = 6) -> list:
+    """A tensor as nested lists of floats rounded to `decimals`, for JSON."""
+    return torch.round(t.double(), decimals=decimals).tolist()
+
+
+def trace_image(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`trace_gates` for one uint8 image (H, W), read row by row; the tensors come back on the CPU.
+
+    Returns name -> (layers, seq, hidden) for every traced gate and state, and "probabilities"
+    -> (seq, classes), the answer after each row; its last row is the model's prediction.
+    """
+    traced = trace_gates(model, image_rows(torch.as_tensor(image)[None]))
+    trace = {name: t[:, 0].cpu() for name, t in traced.items() if name != "probabilities"}
+    trace["probabilities"] = traced["probabilities"][0].cpu()
+    return trace
 
 
 def explain(
@@ -104,9 +117,7 @@ def explain(
         )
     image, label = data.images[index], int(data.labels[index])
     count = model.hparams["num_classes"]
-    traced = trace_gates(model, image_rows(image[None]))
-    trace = {name: t[:, 0].cpu() for name, t in traced.items() if name != "probabilities"}
-    trace["probabilities"] = traced["probabilities"][0].cpu()
+    trace = trace_image(model, image)
     result = Explanation(
         cell=model.cell,
         split=split,

@@ -93,18 +93,27 @@ def prepare_file(path: str | os.PathLike, preprocess: bool = True) -> np.ndarray
     With `preprocess=False` the file must already be 28x28 with bright ink on black.
     Raises InputError naming the file.
     """
-    gray = read_grayscale(path)
+    return prepare_image(read_grayscale(path), preprocess, str(path))
+
+
+def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image") -> np.ndarray:
+    """The uint8 (28, 28) MNIST-style image the model sees for the uint8 (H, W) picture `gray`.
+
+    `gray` is as `read_grayscale` returns it (either polarity, any size); with `preprocess=False`
+    it must already be 28x28 with bright ink on black. Raises InputError starting with `name`.
+    """
     if not preprocess:
         if gray.shape != (FRAME, FRAME):
             raise InputError(
-                f"{path}: is {gray.shape[1]}x{gray.shape[0]} pixels; without preprocessing the input must be "
-                f"{FRAME}x{FRAME} and MNIST-like (bright ink on black); drop --no-preprocess to prepare it"
+                f"{name}: is {gray.shape[1]}x{gray.shape[0]} pixels; without preprocessing the input must be "
+                f"{FRAME}x{FRAME} and MNIST-like (bright ink on black); turn preprocessing on (drop "
+                "--no-preprocess) to prepare it"
             )
         return gray
     try:
         return mnist_style(gray)
     except InputError as e:
-        raise InputError(f"{path}: {e}") from None
+        raise InputError(f"{name}: {e}") from None
 
 
 def class_names(dataset: str, count: int) -> list[str] | None:

@@ -7,9 +7,11 @@ what to do; nothing else about the file is interpreted here (polarity, size, cen
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -42,16 +44,24 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         return read_npy(path)
-    return read_image(path)
+    return read_image(path, path)
 
 
-def read_image(path: Path) -> np.ndarray:
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file's bytes (PNG, JPEG, ... anything Pillow reads) as uint8 (H, W), exactly as
+    `read_grayscale` reads the same file. Raises InputError starting with `name`, also for a picture
+    of more than `max_pixels` pixels."""
+    return read_image(io.BytesIO(data), name, max_pixels)
+
+
+def read_image(source: Path | BinaryIO, path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The image in `source` (a file, or a file's bytes) as uint8 (H, W); errors begin with `path`."""
     try:
         with warnings.catch_warnings():
             # Pillow warns about sizes between its two limits while opening; MAX_PIXELS is checked below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                check_size(path, image.size)
+            with Image.open(source) as image:
+                check_size(path, image.size, max_pixels)
                 image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale
                 image.seek(0)  # an animated GIF/PNG/TIFF: its first frame
                 image.load()
@@ -61,21 +71,21 @@ def read_image(path: Path) -> np.ndarray:
             f"{path}: not an image Pillow can read; give a PNG, JPEG, BMP, GIF or TIFF image, or a .npy array"
         ) from None
     except Image.DecompressionBombError:
-        raise InputError(size_message(path, None)) from None
+        raise InputError(size_message(path, None, max_pixels)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow reports damaged data with any of these, depending on the format and where it breaks.
         raise InputError(f"{path}: the image is truncated or damaged and cannot be decoded ({e}); export it again") from None
 
 
-def check_size(path: Path, size: tuple[int, int]) -> None:
-    if size[0] * size[1] > MAX_PIXELS:
-        raise InputError(size_message(path, size))
+def check_size(path: Path | str, size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> None:
+    if size[0] * size[1] > max_pixels:
+        raise InputError(size_message(path, size, max_pixels))
 
 
-def size_message(path: Path, size: tuple[int, int] | None) -> str:
+def size_message(path: Path | str, size: tuple[int, int] | None, max_pixels: int) -> str:
     claimed = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
     return (
-        f"{path}: image is too large ({claimed}; the limit is {MAX_PIXELS:,} pixels, a guard against "
+        f"{path}: image is too large ({claimed}; the limit is {max_pixels:,} pixels, a guard against "
         "decompression bombs); scale it down or crop it around the digit"
     )
 
