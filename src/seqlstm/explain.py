@@ -116,7 +116,6 @@ def explain(
             f"index {index} is out of range: the {split} split has {len(data.images)} samples (0..{len(data.images) - 1})"
         )
     image, label = data.images[index], int(data.labels[index])
-    count = model.hparams["num_classes"]
     trace = trace_image(model, image)
     result = Explanation(
         cell=model.cell,
@@ -125,7 +124,7 @@ def explain(
         image=image,
         label=label,
         predicted=int(trace["probabilities"][-1].argmax()),
-        classes=tuple(class_names(config.dataset, count) or (str(k) for k in range(count))),
+        classes=tuple(class_names(config.dataset, model.hparams["num_classes"])),
         trace=trace,
     )
     if out is not None:

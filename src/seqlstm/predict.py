@@ -116,13 +116,14 @@ def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image"
         raise InputError(f"{name}: {e}") from None
 
 
-def class_names(dataset: str, count: int) -> list[str] | None:
-    """The dataset's class names when it has one for each of the model's `count` outputs."""
+def class_names(dataset: str, count: int) -> list[str]:
+    """A name for each of the model's `count` outputs: the dataset's class names when it has one
+    per output, else the output indices as strings."""
     try:
         names = list(get_dataset(dataset).classes)
     except DataError:
-        return None
-    return names if len(names) == count else None
+        names = []
+    return names if len(names) == count else [str(k) for k in range(count)]
 
 
 def predict_files(

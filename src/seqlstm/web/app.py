@@ -110,9 +110,7 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     """
     model, config = load_checkpoint(checkpoint, "cpu")
     check_reads_images(model)
-    classes = class_names(config.dataset, model.hparams["num_classes"]) or [
-        str(i) for i in range(model.hparams["num_classes"])
-    ]
+    classes = class_names(config.dataset, model.hparams["num_classes"])
     info = ModelInfo(
         checkpoint=Path(checkpoint).name,
         cell=model.cell,
