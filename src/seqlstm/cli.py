@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 
-from . import __version__
+from . import __version__, distributed
 from .config import CHOICES, TrainConfig
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 from .model import CELLS
@@ -143,7 +143,8 @@ def resume_device(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Under torchrun, rank 0 speaks for all: the other ranks log only warnings and their own errors.
+    logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "train":
             with ProgressBar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True))
     except SeqlstmError as e:
-        print(f"seqlstm: error: {e}", file=sys.stderr)
+        print(f"seqlstm: error: {'' if distributed.is_main() else f'rank {distributed.rank()}: '}{e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:
         print(

@@ -13,6 +13,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import distributed
 
 from .atomic import check_writable
 from .checkpoint import read_training_state, save_checkpoint
@@ -125,8 +128,36 @@ def resume(
 def run(
     config: TrainConfig, log: Callable[[str], None], on_step: Callable[[StepInfo], None] | None, saved: dict | None
 ) -> TrainResult:
-    """Train from scratch (`saved` None) or from a resumable checkpoint dict, as `train` describes."""
+    """Train from scratch (`saved` None) or from a resumable checkpoint dict, as `train` describes.
+
+    Under torchrun, every process joins the process group and trains its shard of each batch;
+    only rank 0 logs and writes files, and the group is left however the run ends.
+    """
     device = resolve_device(config.device)
+    if not distributed.launched():
+        return fit(config, device, log, on_step, saved)
+    device = distributed.start(device)
+    try:
+        if not distributed.is_main():
+            log, on_step = ignore, None
+        return fit(config, device, log, on_step, saved)
+    finally:
+        distributed.stop()
+
+
+def ignore(line: str) -> None:
+    """The log of ranks other than 0: one copy of every line is enough."""
+
+
+def fit(
+    config: TrainConfig,
+    device: torch.device,
+    log: Callable[[str], None],
+    on_step: Callable[[StepInfo], None] | None,
+    saved: dict | None,
+) -> TrainResult:
+    """The training run itself, in this process, as `run` describes."""
+    main = distributed.is_main()
     amp_dtype = resolve_precision(config.precision, device)
     check_writable(config.out)  # before the work: a bad --out must not cost a training run
     classes = get_dataset(config.dataset).classes
@@ -145,11 +176,14 @@ def run(
         validation = (images[held_out].to(device), labels[held_out].to(device))
         images, labels = images[kept], labels[kept]
 
+    distributed.check_batches(len(images), config.batch_size)  # before the run directory is made
+
     run_dir = Path(config.run_dir)
-    if saved is None:
-        start_run_dir(run_dir)
-    write_run_config(run_dir, config, device, amp_dtype)
-    logger.info("run directory: %s", run_dir)
+    if main:
+        if saved is None:
+            start_run_dir(run_dir)
+        write_run_config(run_dir, config, device, amp_dtype)
+        logger.info("run directory: %s", run_dir)
 
     torch.manual_seed(config.seed)
     images, labels = images.to(device), labels.to(device)
@@ -157,6 +191,9 @@ def run(
     if config.init == "lstm":
         lstm_init(model.lstm)
     model.to(device)
+    # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
+    # the gradients, so the ranks' models stay identical and `model` is the one to evaluate and save.
+    net = DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device]) if distributed.launched() else model
     # PyTorch's default Adam (multi-tensor "foreach"): the fused kernel measured no faster here
     # (the step is <3 % of an iteration) and would make the tutorial recipe differ in the last bits.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -175,12 +212,14 @@ def run(
         except RuntimeError as e:
             # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
             raise CheckpointError(f"the checkpoint's weights do not fit its config: {str(e).strip().splitlines()[0]}") from None
+        # Every rank draws the same batch order and shifts (for the whole batch, before taking its
+        # shard) and nothing else random, so rank 0's saved generators are every rank's.
         loop = restore(saved["training"], optimizer, schedule, order, shifts)
         logger.info("resuming at step %d of %d (epoch %d, batch %d)", loop.step, total_steps, loop.epoch, loop.batch)
 
     last = run_dir / LAST
     saved_step = loop.step if saved is not None else None
-    metrics = MetricsLog(run_dir, resume_step=saved_step)
+    metrics = MetricsLog(run_dir, resume_step=saved_step) if main else None
     # The first step whose loss was not finite (0: none), kept on the device so that watching for
     # it costs no synchronisation; it is read where the loop syncs anyway, and every step on the
     # CPU, where reading it costs nothing.
@@ -209,11 +248,13 @@ def run(
                     loop.epoch, loop.batch = epoch, 0
                 loop.epoch_order = order.get_state()
                 for indices in shuffled_batches(len(images), config.batch_size, order, device)[loop.batch:]:
-                    x = image_rows(random_shift(images[indices], config.augment_shift, shifts))
+                    # The shifts are drawn for the whole batch, so each sample moves as it would in one process.
+                    x = image_rows(distributed.shard(random_shift(images[indices], config.augment_shift, shifts)))
                     # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
                     # optimizer stay float32, so only the matrix products lose precision.
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        loss = criterion(model(x), labels[indices])
+                        # The mean over this rank's equal shard: DDP's average of them is the batch mean.
+                        loss = criterion(net(x), labels[distributed.shard(indices)])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.clip_grad:
@@ -239,41 +280,63 @@ def run(
                         check_finite()
                     if logged:
                         # .item() synchronises with the device, so it happens only on logged steps.
-                        loop.losses.append(loss.item())
-                        metrics.write(dict(step=loop.step, epoch=epoch, loss=loop.losses[-1], lr=lr,
-                                           samples_per_s=speed.samples_per_s()))
+                        loop.losses.append(distributed.mean(loss).item())
+                        if main:
+                            metrics.write(dict(step=loop.step, epoch=epoch, loss=loop.losses[-1], lr=lr,
+                                               samples_per_s=speed.samples_per_s()))
                         log(f"Epoch [{epoch}/{config.epochs}], Step [{loop.batch}/{per_epoch}], Loss: {loop.losses[-1]:.4f}")
                     if validate:
                         with speed.paused():
-                            result = evaluate(model, *validation, "validation", amp_dtype, classes)
-                            metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
-                                               accuracy=result.accuracy, loss=result.loss))
+                            result = evaluate_shards(model, *validation, "validation", amp_dtype, classes)
+                            if main:
+                                metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
+                                                   accuracy=result.accuracy, loss=result.loss))
                             log(result.summary())
                             if loop.best_val_accuracy is None or result.accuracy > loop.best_val_accuracy:
                                 loop.best_val_accuracy = result.accuracy
-                                save_checkpoint(run_dir / BEST, model, config,
-                                                metrics={"validation_accuracy": result.accuracy, "steps": loop.step})
+                                if main:
+                                    save_checkpoint(run_dir / BEST, model, config,
+                                                    metrics={"validation_accuracy": result.accuracy, "steps": loop.step})
                     if on_step is not None:
                         on_step(StepInfo(loop.step, epoch, loop.batch, per_epoch, total_steps, loss, lr, model,
                                          config.epochs, len(indices)))
-                    if checkpoint or stop.received:
+                    if (checkpoint or stop.received) and main:
                         with speed.paused():
                             save_checkpoint(last, model, config, metrics={"steps": loop.step},
                                             training=capture(loop, optimizer, schedule, shifts))
+                    if checkpoint or stop.received:
                         saved_step = loop.step
                     if stop.received:
                         raise TrainingInterrupted(stop.received, loop.step, last)
                     if loop.step == total_steps:
                         break
 
-        evaluation = evaluate(model, test_set.images, test_set.labels, precision=amp_dtype, classes=classes)
-        metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
+        evaluation = evaluate_shards(model, test_set.images, test_set.labels, "test", amp_dtype, classes)
+        if main:
+            metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
     finally:
-        metrics.close()
+        if main:
+            metrics.close()
     log(evaluation.summary())
-    path = save_checkpoint(config.out, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": loop.step})
-    plot_run(run_dir)
+    path = Path(config.out)
+    if main:
+        save_checkpoint(path, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": loop.step})
+        plot_run(run_dir)
     return TrainResult(model, config, evaluation, path, loop.losses, run_dir)
+
+
+def evaluate_shards(
+    model: LSTMClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    split: str,
+    precision: torch.dtype | None,
+    classes: tuple[str, ...],
+) -> Evaluation:
+    """`evaluate` on uint8 `images` (N, H, W) and `labels` (N,), each rank taking its own slice of
+    them (no sample twice) and the ranks' results combined into the whole split's."""
+    part = evaluate(model, distributed.shard(images), distributed.shard(labels), split, precision, classes)
+    return distributed.combine(part)
 
 
 class Speedometer:
