@@ -1,6 +1,6 @@
 """`seqlstm` as torchrun runs it for tests/test_distributed.py, with two hooks that live only here:
-every rank saves its final weights to $SEQLSTM_TEST_WEIGHTS/rank<R>.pt (rank 1 writes nothing
-otherwise), and the rank named by $SEQLSTM_TEST_FAIL_RANK raises at its third training step."""
+every rank saves its final weights and the number of training samples it ran through the model to
+$SEQLSTM_TEST_WEIGHTS/rank<R>.pt (rank 1 writes nothing otherwise), and the rank named by $SEQLSTM_TEST_FAIL_RANK raises at training step $SEQLSTM_TEST_FAIL_STEP."""
 
 import importlib
 import os
@@ -13,22 +13,28 @@ from seqlstm import cli
 
 training = importlib.import_module("seqlstm.train")
 rank = os.environ["RANK"]
-fit, random_shift = training.fit, training.random_shift
-steps = []
+fit, random_shift, image_rows = training.fit, training.random_shift, training.image_rows
+steps, samples = [], []
 
 
 def failing_shift(*args, **kwargs):
     steps.append(None)
-    if rank == os.environ.get("SEQLSTM_TEST_FAIL_RANK") and len(steps) == 3:
+    if rank == os.environ.get("SEQLSTM_TEST_FAIL_RANK") and len(steps) == int(os.environ["SEQLSTM_TEST_FAIL_STEP"]):
         raise RuntimeError(f"injected failure on rank {rank}")
     return random_shift(*args, **kwargs)
 
 
+def counted_rows(images):
+    samples.append(len(images))
+    return image_rows(images)
+
+
 def fit_and_keep(*args, **kwargs):
     result = fit(*args, **kwargs)
-    torch.save(result.model.state_dict(), Path(os.environ["SEQLSTM_TEST_WEIGHTS"]) / f"rank{rank}.pt")
+    kept = {"weights": result.model.state_dict(), "samples": sum(samples)}
+    torch.save(kept, Path(os.environ["SEQLSTM_TEST_WEIGHTS"]) / f"rank{rank}.pt")
     return result
 
 
-training.random_shift, training.fit = failing_shift, fit_and_keep
+training.random_shift, training.image_rows, training.fit = failing_shift, counted_rows, fit_and_keep
 sys.exit(cli.main(sys.argv[1:]))

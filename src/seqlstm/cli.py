@@ -177,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True))
     except SeqlstmError as e:
-        print(f"seqlstm: error: {'' if distributed.is_main() else f'rank {distributed.rank()}: '}{e}", file=sys.stderr)
+        # Under torchrun every rank has the same settings, so rank 0 alone reports a bad one; any
+        # other error may be one rank's own (its data, its device) and is reported by that rank.
+        if distributed.is_main():
+            print(f"seqlstm: error: {e}", file=sys.stderr)
+        elif not isinstance(e, ConfigError):
+            print(f"seqlstm: error: rank {distributed.rank()}: {e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:
         print(
