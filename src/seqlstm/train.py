@@ -16,7 +16,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-
 from .atomic import check_writable
 from .checkpoint import read_training_state, save_checkpoint
 from .config import TrainConfig
