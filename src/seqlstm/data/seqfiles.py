@@ -94,7 +94,8 @@ def read_npz(path: Path, source: str) -> RawSequences:
         raise DataError(f"{source}: X has shape {x.shape}; every sequence needs at least one step of one feature")
     labels = npz_labels(arrays.get("y"), n, source)
     lengths = npz_lengths(arrays.get("lengths"), n, t, source)
-    values = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, reported below with its place
+        values = x.astype(np.float32)
     real = np.arange(t)[None, :] < lengths[:, None]  # (N, T): True on steps that belong to the sequence
     # Checked after the cast, so a float64 too large for float32 is caught as the inf it became.
     bad = ~np.isfinite(values) & real[:, :, None]
@@ -112,27 +113,37 @@ def read_npz(path: Path, source: str) -> RawSequences:
 def load_npz(path: Path, source: str) -> dict[str, np.ndarray]:
     """Every array in the archive, loaded without pickle; errors say what to do about the file."""
     damaged = f"{source}: the file is damaged or not a .npz archive"
-    try:
-        loaded = np.load(path, allow_pickle=False)
+    # Formats numpy reads with np.load: zip archives, .npy, and pickles (refused: pickle stays off,
+    # since loading one can run arbitrary code), which is what it takes any other file for.
+    # The file is opened here, not by np.load, which leaves its own handle open when the zip is damaged.
+    with path.open("rb") as f:
+        try:
+            loaded = np.load(f, allow_pickle=False)
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
         if isinstance(loaded, np.ndarray):  # a .npy file that was given a .npz name
             raise DataError(
                 f"{source}: the file holds a single .npy array, not a .npz archive; "
                 "save with np.savez(path, X=sequences, y=labels)"
             )
+        arrays = {}
         with loaded as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as e:
-        # numpy refuses object arrays (what np.savez makes of a list of unequal-length sequences)
-        # when pickle is off, and pickle stays off: loading one could run arbitrary code.
-        if "allow_pickle" in str(e) and not str(e).startswith("Cannot load file containing pickled"):
-            raise DataError(
-                f"{source}: an array is ragged / holds Python objects, which seqlstm never unpickles; pad the "
-                "sequences to one length T and add a lengths array, "
-                "e.g. np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
-            ) from None
-        raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except ValueError as e:
+                    # An object array (what np.savez makes of a list of unequal-length sequences) is
+                    # refused by numpy with pickle off; anything else wrong with a member is damage.
+                    if "allow_pickle" in str(e):
+                        raise DataError(
+                            f"{source}: array {name} is ragged / holds Python objects, which seqlstm never "
+                            "unpickles; pad the sequences to one length T and add a lengths array, e.g. "
+                            "np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
+                        ) from None
+                    raise DataError(f"{damaged} (array {name}: {e}); save it again with np.savez") from None
+                except (zipfile.BadZipFile, OSError, EOFError) as e:
+                    raise DataError(f"{damaged} (array {name}: {e}); save it again with np.savez") from None
+    return arrays
 
 
 def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
@@ -140,7 +151,9 @@ def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
     if y is None:
         return None
     if y.shape != (n,):
-        raise DataError(f"{source}: y has shape {y.shape}; expected ({n},), one label for each of the {n} sequences in X")
+        raise DataError(
+            f"{source}: y has shape {y.shape}; expected ({n},), one label for each of the {n} sequences in X"
+        )
     if y.dtype.kind in "iu":
         return y.astype(np.int64)
     if y.dtype.kind in "US":
@@ -152,7 +165,7 @@ def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
             return y.astype(np.int64)
         i = int(np.flatnonzero(~whole)[0])
         raise DataError(
-            f"{source}: y[{i}] is {y[i]!r}; labels must be integers or strings, not fractional numbers "
+            f"{source}: y[{i}] is {y[i].item()!r}; labels must be integers or strings, not fractional numbers "
             "(for a regression target, seqlstm is the wrong tool: it classifies)"
         )
     raise DataError(f"{source}: y has dtype {y.dtype}; labels must be integers or strings")
@@ -168,7 +181,7 @@ def npz_lengths(lengths: np.ndarray | None, n: int, t: int, source: str) -> np.n
         whole = np.isfinite(lengths) & (lengths == np.round(lengths))
         if not whole.all():
             i = int(np.flatnonzero(~whole)[0])
-            raise DataError(f"{source}: lengths[{i}] is {lengths[i]!r}; lengths must be whole numbers of steps")
+            raise DataError(f"{source}: lengths[{i}] is {lengths[i].item()!r}; lengths must be whole numbers of steps")
     elif lengths.dtype.kind not in "iu":
         raise DataError(f"{source}: lengths has dtype {lengths.dtype}; expected integers (steps per sequence)")
     lengths = lengths.astype(np.int64)
@@ -188,7 +201,7 @@ def npz_lengths(lengths: np.ndarray | None, n: int, t: int, source: str) -> np.n
 
 # --- .ts (sktime/aeon) ----------------------------------------------------------------------
 
-# Header keys (lower-cased) and, for true/false ones, nothing more: the value is parsed below.
+# The header keys seqlstm knows, lower-cased (the format's keys are case-insensitive); those that take true/false first.
 TS_BOOLEAN_KEYS = ("timestamps", "missing", "univariate", "equallength", "targetlabel")
 TS_KEYS = TS_BOOLEAN_KEYS + ("problemname", "dimensions", "dimension", "serieslength", "classlabel", "data")
 
@@ -399,7 +412,8 @@ def parse_ts_dimension(field: str, where: str, dimension: int, equal_length: boo
                 ) from None
         values = np.array([np.nan if t.strip() == "?" else t for t in texts], dtype=np.float64)
     # float32 is what the model gets: a finite float64 beyond its range would arrive as inf.
-    bad = np.flatnonzero(~np.isfinite(values.astype(np.float32)))
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(~np.isfinite(values.astype(np.float32)))
     if bad.size:
         raise DataError(
             f"{where}: dimension {dimension}, position {bad[0]}: missing (?), NaN or infinite value "
@@ -472,11 +486,12 @@ def parse_csv_values(row: list[str], label: int, where: str) -> np.ndarray:
     except ValueError:
         i = next(i for i in range(end) if not is_number(cells[i]))
         raise DataError(f"{where}, column {columns[i]}: {cells[i]!r} is not a number") from None
-    bad = np.flatnonzero(~np.isfinite(values.astype(np.float32)))  # beyond float32's range counts as inf
+    with np.errstate(over="ignore"):  # beyond float32's range counts as inf
+        bad = np.flatnonzero(~np.isfinite(values.astype(np.float32)))
     if bad.size:
         raise DataError(
-            f"{where}, column {columns[bad[0]]}: {cells[bad[0]]!r} is NaN or infinite (in float32); every step needs a finite "
-            "value (leave trailing cells empty to end a shorter sequence)"
+            f"{where}, column {columns[bad[0]]}: {cells[bad[0]]!r} is NaN or infinite (in float32); "
+            "every step needs a finite value (leave trailing cells empty to end a shorter sequence)"
         )
     return values
 
