@@ -123,11 +123,16 @@ def test_ts_comments_blank_lines_and_odd_key_spelling(tmp_path):
         "\n"
         "  1,2:a  \n"
         "\n"
-        "3:b\n"
+        "3: b\n"
         "\n"
     )
     result = read_sequences(write(tmp_path, "odd.ts", text))
     assert_sequences(result, [[[1], [2]], [[3], [0]]], [2, 1], np.array(["a", "b"]))
+
+
+def test_ts_windows_line_endings(tmp_path):
+    (tmp_path / "crlf.ts").write_bytes(b"@univariate true\r\n@classLabel true a\r\n@data\r\n1,2:a\r\n")
+    assert_sequences(read_sequences(tmp_path / "crlf.ts"), [[[1], [2]]], [2], np.array(["a"]))
 
 
 def test_ts_percent_comment_lines_as_in_aeon_test_files(tmp_path):
