@@ -151,6 +151,11 @@ def test_ts_target_label_false_and_no_class_label_returns_no_labels(tmp_path):
     assert_sequences(read_sequences(write(tmp_path, "cluster.ts", text)), [[[1], [2]]], [2], None)
 
 
+def test_ts_dimension_singular_as_aeon_documents_it(tmp_path):
+    text = "@univariate false\n@dimension 2\n@classLabel true a\n@data\n1:2:a\n"
+    assert_sequences(read_sequences(write(tmp_path, "dim.ts", text)), [[[1, 2]]], [1], np.array(["a"]))
+
+
 def test_ts_dimensions_taken_from_the_first_case_when_not_declared(tmp_path):
     text = "@univariate false\n@classLabel true a\n@data\n1:2:3:a\n4:5:6:a\n"
     result = read_sequences(write(tmp_path, "three.ts", text))
@@ -335,6 +340,14 @@ def test_npz_nan_inside_a_sequence_says_where_and_how_many(tmp_path):
     x[0, 3, 1] = np.nan  # padding: sequence 0 has length 3
     np.savez(tmp_path / "a.npz", X=x, y=np.zeros(3, int), lengths=np.array([3, 4, 4]))
     with pytest.raises(DataError, match=r"X has 2 NaN or infinite value\(s\).*first at sequence 1, step 3, feature 0"):
+        read_sequences(tmp_path / "a.npz")
+
+
+def test_npz_value_too_large_for_float32_is_reported_where_it_is(tmp_path):
+    x = np.zeros((2, 3))
+    x[0, 2] = 1e39
+    np.savez(tmp_path / "a.npz", X=x, y=np.array([0, 1]))
+    with pytest.raises(DataError, match=r"X has 1 NaN or infinite .* at sequence 0, step 2, feature 0"):
         read_sequences(tmp_path / "a.npz")
 
 
