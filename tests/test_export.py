@@ -8,7 +8,6 @@ import torch
 
 from conftest import run_cli
 from seqlstm import ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
-from seqlstm.data.sequences import image_rows
 from seqlstm import export as export_module
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -64,7 +63,7 @@ def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpo
     expected = [int(top[0].label) for top in predict(model, images[:200])]
     assert logits.argmax(axis=1).tolist() == expected
     with torch.inference_mode():
-        assert np.abs(logits - model(image_rows(images[:200])).numpy()).max() <= 1e-4
+        assert np.abs(logits - model(torch.from_numpy(batch)).numpy()).max() <= 1e-4
 
 
 def test_export_refuses_a_file_that_disagrees_and_leaves_nothing(tmp_path, monkeypatch):

@@ -5,6 +5,9 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
+from .data.datasets import TrainingData, load_training_data
+from .data.seqfiles import RawSequences, read_sequences
+from .data.sequences import Encoding, Sequences
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -35,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DownloadError",
+    "Encoding",
     "Evaluation",
     "Explanation",
     "ExportError",
@@ -46,10 +50,13 @@ __all__ = [
     "LabelledImages",
     "NonFiniteLossError",
     "OutputError",
+    "RawSequences",
     "RunError",
     "SeqlstmError",
+    "Sequences",
     "ServeError",
     "TrainConfig",
+    "TrainingData",
     "TrainResult",
     "TrainingInterrupted",
     "evaluate",
@@ -58,11 +65,13 @@ __all__ = [
     "export_onnx",
     "load_checkpoint",
     "load_dataset",
+    "load_training_data",
     "per_class_metrics",
     "plot_run",
     "predict",
     "predict_files",
     "read_metrics",
+    "read_sequences",
     "resume",
     "save_checkpoint",
     "serve",

@@ -7,7 +7,8 @@ exactly (see resume.py). `torch.load(weights_only=True)` reads it; nothing in it
 
 Format versions: 1 had no `training` key and no run settings in `config` (run_dir, val_size,
 eval_every, checkpoint_every); such files still load, with those settings at their defaults.
-Version 2 added both.
+Version 2 added both. Version 3 added `encoding` (data.sequences.Encoding: the view or feature
+statistics and the class names); older files read as MNIST-style images by rows.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import torch
 
 from .atomic import replace_atomically
 from .config import TrainConfig
+from .data.sequences import Encoding, legacy_encoding
+from .data.sources import DATASETS
 from .errors import CheckpointError, ConfigError
 from .model import LSTMClassifier
 
 FORMAT = "seqlstm-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def save_checkpoint(
@@ -38,6 +41,8 @@ def save_checkpoint(
 ) -> Path:
     """Write `model` and `config` (and, for a resumable checkpoint, the `training` state) to `path`.
 
+    The model's `encoding` is saved with it; a bare model (encoding None) is saved as reading
+    square images by rows, as the tutorial's model does.
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
     `training` must hold tensors and plain containers only. Raises OutputError when `path` cannot
@@ -58,12 +63,23 @@ def save_checkpoint(
         "seqlstm_version": __version__,
         "config": config.to_dict(),
         "model_args": dict(model.hparams),
+        "encoding": encoding_of(model, config).to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
     if training is not None:
         payload["training"] = training
     return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+
+
+def encoding_of(model: LSTMClassifier, config: TrainConfig) -> Encoding:
+    """The model's encoding, or for a bare model the tutorial's: images read by rows, its dataset's class names."""
+    if model.encoding is not None:
+        return model.encoding
+    count, features = model.hparams["num_classes"], model.hparams["input_size"]
+    dataset = DATASETS.get(config.dataset)
+    named = dataset is not None and len(dataset.classes) == count
+    return legacy_encoding(dataset.classes if named else tuple(str(k) for k in range(count)), features)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -109,7 +125,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LSTMClassifier, TrainConfig]:
-    """Rebuild the trained model (in eval mode, on `device`) and its config from `path`."""
+    """Rebuild the trained model (in eval mode, on `device`, its `encoding` set) and its config from `path`."""
     data = read_checkpoint(path)
     try:
         config = TrainConfig.from_dict(data["config"])
@@ -117,7 +133,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         if model.cell != config.cell:
             raise ConfigError(f"the model is a {model.cell!r} cell but its config says {config.cell!r}")
         model.load_state_dict(data["state_dict"])
-    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        encoding = data.get("encoding")
+        model.encoding = encoding_of(model, config) if encoding is None else Encoding.from_dict(encoding)
+        if len(model.encoding.classes) != model.hparams["num_classes"] or model.encoding.features != model.hparams["input_size"]:
+            raise ConfigError(
+                f"the input encoding ({model.encoding.features} features, {len(model.encoding.classes)} classes) does not fit "
+                f"the model ({model.hparams['input_size']} features, {model.hparams['num_classes']} classes)"
+            )
+    except (ConfigError, CheckpointError, TypeError, ValueError, RuntimeError) as e:
         # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
         reason = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: checkpoint contents do not fit together: {reason}") from None

@@ -11,6 +11,8 @@ import sys
 
 from . import __version__, distributed
 from .config import CHOICES, TrainConfig
+from .data.sequences import VIEWS
+from .data.sources import DATASETS
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 from .model import CELLS
 from .evaluate import evaluate_checkpoint
@@ -38,8 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     device_help = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: %(default)s)"
 
     t = commands.add_parser("train", help="train a classifier, evaluate it and save a checkpoint")
-    t.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name (default: %(default)s)")
+    t.add_argument("--dataset", default=DEFAULTS.dataset, metavar="NAME|PATH",
+                   help=f"{' or '.join(DATASETS)}, or your own labelled sequences: a .npz, .ts (sktime/UCR/UEA) "
+                        "or .csv file (default: %(default)s)")
     t.add_argument("--data-dir", default=DEFAULTS.data_dir, metavar="DIR", help=data_dir_help)
+    t.add_argument("--view", choices=VIEWS, default=DEFAULTS.view,
+                   help="how an image is read: rows (28 steps of 28 pixels), pixels (784 steps of 1), permuted "
+                        "(784 steps in a fixed random order) (default: %(default)s)")
+    t.add_argument("--perm-seed", type=int, default=DEFAULTS.perm_seed, metavar="N",
+                   help="seed of the permuted view's pixel order (default: %(default)s)")
+    t.add_argument("--test-dataset", default=DEFAULTS.test_dataset, metavar="PATH",
+                   help="your own test sequences (same format as --dataset); default: hold out --test-size")
+    t.add_argument("--test-size", type=float, default=DEFAULTS.test_size, metavar="FRACTION",
+                   help="share of your --dataset file held out for testing, stratified and seeded by --seed (default: 0.2)")
+    t.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME|N",
+                   help=".csv: the label column's header name or 0-based position (default: the first column)")
     t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step (default: %(default)s)")
     t.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default: %(default)s)")
@@ -65,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only --data-dir, --device and --quiet may be given with it")
     r = t.add_argument_group("recipe", "how the model is trained; each flag overrides the recipe's choice")
     r.add_argument("--recipe", choices=CHOICES["recipe"], default=DEFAULTS.recipe,
-                   help="fast: bf16 where supported, one-cycle lr, clipping, LSTM init, 1-px shifts; "
+                   help="fast: bf16 where supported, one-cycle lr, clipping, LSTM init, standardised inputs, 1-px shifts; "
                         "tutorial: exactly the tutorial's training (default: %(default)s)")
     r.add_argument("--precision", choices=CHOICES["precision"],
                    help="auto: bf16 autocast on CUDA and on CPUs with bf16 instructions, else fp32")
@@ -73,11 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM; 0: off")
     r.add_argument("--init", choices=CHOICES["init"], help="lstm: forget-gate bias 1, orthogonal recurrent weights")
     r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
+    r.add_argument("--normalize", choices=CHOICES["normalize"],
+                   help="standard: each input feature to mean 0, std 1 with training-set statistics kept in the model")
 
     e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     e.add_argument("--plots", metavar="DIR", help="draw confusion.png and misclassified.png into DIR")
+    e.add_argument("--dataset", metavar="PATH",
+                   help="a labelled .npz, .ts or .csv file to evaluate on instead (models trained on sequences)")
     e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     e.add_argument("--device", default="auto", help=device_help)
 
@@ -93,9 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     x.add_argument("--device", default="cpu", help="as for train (default: %(default)s; one sample is fastest on the CPU)")
 
-    p = commands.add_parser("predict", help="top classes for image files (PNG, JPEG, BMP, GIF, TIFF) or .npy arrays")
+    p = commands.add_parser(
+        "predict", help="top classes for image files (PNG, JPEG, BMP, GIF, TIFF), .npy arrays, or sequence files"
+    )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images or .npy arrays, one character each")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="images or .npy arrays, one character each; for a model trained on sequences, .npz, .ts or "
+                        ".csv files (every sequence in them)")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument(
@@ -154,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "quiet")}
                     train(TrainConfig(**options), progress.log, progress.on_step)
         elif args.command == "evaluate":
-            evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots)
+            evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots, dataset=args.dataset)
             print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.report())
             if evaluation.figures and not args.json:
                 print(f"wrote {', '.join(str(p) for p in evaluation.figures)}")

@@ -3,7 +3,8 @@
 The model, batch size, epochs and peak learning rate are always the tutorial's unless changed;
 *how* they are trained comes from a recipe. `fast` (the default) adds bf16 autocast where the
 hardware has it, a one-cycle schedule peaking at `lr`, gradient clipping, an LSTM-friendly
-initialisation and random one-pixel shifts of the training images; `tutorial` trains exactly as
+initialisation, input features standardised with training-set statistics and random one-pixel
+shifts of the training images; `tutorial` trains exactly as
 the tutorial did, for comparison.
 """
 
@@ -11,25 +12,33 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from .data.sequences import VIEWS
 from .errors import ConfigError
 from .model.cells import check_cell
 
 RECIPES = {
-    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1),
-    "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0),
+    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="standard"),
+    "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none"),
 }
 CHOICES = dict(
     recipe=tuple(RECIPES),
+    view=VIEWS,
     precision=("auto", "fp32", "bf16"),
     schedule=("onecycle", "constant"),
     init=("lstm", "default"),
+    normalize=("standard", "none"),
 )
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist"
-    data_dir: str | None = None  # a folder with the dataset's files; None: $SEQLSTM_DATA, cache, download
+    dataset: str = "mnist"  # mnist | fashion-mnist | a path to the user's .npz, .ts or .csv sequences
+    data_dir: str | None = None  # a folder with the named dataset's files; None: $SEQLSTM_DATA, system, cache, download
+    view: str = "rows"  # images: rows (28 steps x 28) | pixels (784 x 1) | permuted (784 x 1, order from perm_seed)
+    perm_seed: int = 0  # the pixel order of the permuted view
+    test_dataset: str | None = None  # the user's test file; None: hold out test_size of --dataset
+    test_size: float | None = None  # share of the user's file held out for testing (stratified, seeded); None: 0.2
+    label_column: str | None = None  # .csv: the label column's name or 0-based position; None: the first
     hidden_size: int = 128
     num_layers: int = 2
     cell: str = "lstm"  # lstm | gru | seed (see model/cells.py)
@@ -52,6 +61,7 @@ class TrainConfig:
     clip_grad: float | None = None  # max gradient norm; 0 disables clipping
     init: str | None = None  # lstm (forget-gate bias 1, orthogonal recurrent weights) | default
     augment_shift: int | None = None  # shift training images by up to this many pixels; 0: off
+    normalize: str | None = None  # standard (each input feature to mean 0, std 1 over the training set) | none
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
@@ -77,6 +87,10 @@ class TrainConfig:
         if not isinstance(self.val_size, int) or self.val_size < 0:
             raise ConfigError(f"val_size must be an integer >= 0, got {self.val_size!r}")
         check_cell(self.cell)
+        if self.test_size is not None and not 0 < self.test_size < 1:
+            raise ConfigError(f"test_size is the share of sequences held out, between 0 and 1 (e.g. 0.2); got {self.test_size!r}")
+        if not isinstance(self.perm_seed, int) or not 0 <= self.perm_seed < 2**63:
+            raise ConfigError(f"perm_seed must be an integer from 0 to 2**63 - 1, got {self.perm_seed!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
         # torch.manual_seed takes any 64-bit value, but the augmentation generator uses seed + 1.
@@ -93,9 +107,10 @@ class TrainConfig:
 
         A config saved before recipes existed has no `recipe` key; it was trained the tutorial's
         way (the only way there was), so it is read as the `tutorial` recipe, not today's default.
+        Likewise one saved before input standardisation existed read its input as it was (`none`).
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**{"recipe": "tutorial", **values})
+        return cls(**{"recipe": "tutorial", "normalize": "none", **values})

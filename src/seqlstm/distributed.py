@@ -96,4 +96,5 @@ def combine(part: Evaluation) -> Evaluation:
     count = confusion.shape[0]
     confusion = sums[:-1].round().to(torch.int64).reshape(count, count)
     total = int(confusion.sum())
-    return Evaluation(int(confusion.diagonal().sum()), total, part.split, float(sums[-1]) / total, confusion, part.classes)
+    return Evaluation(int(confusion.diagonal().sum()), total, part.split, float(sums[-1]) / total, confusion, part.classes,
+                      unit=part.unit)

@@ -11,9 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
-from .data import load_dataset
-from .data.sequences import image_rows
-from .data.sources import get_dataset
+from .data.datasets import load_split
+from .data.sequences import Encoding, legacy_encoding
 from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .model import LSTMClassifier
@@ -43,6 +42,7 @@ class Evaluation:
     confusion: torch.Tensor | None = None  # int64 (classes, classes): row = true class, column = predicted
     classes: tuple[str, ...] = ()
     figures: tuple[Path, ...] = ()  # plots written by evaluate_checkpoint
+    unit: str = "images"  # what a sample is called in the summary: images or sequences
 
     @property
     def accuracy(self) -> float:
@@ -52,7 +52,7 @@ class Evaluation:
     def summary(self) -> str:
         """The tutorial's line, e.g. `Test Accuracy of the model on the 10000 test images: 97.68 %`."""
         return (
-            f"{self.split.capitalize()} Accuracy of the model on the {self.total} {self.split} images: "
+            f"{self.split.capitalize()} Accuracy of the model on the {self.total} {self.split} {self.unit}: "
             f"{self.accuracy:.2f} %"
         )
 
@@ -106,25 +106,39 @@ def per_class_metrics(confusion: torch.Tensor, classes: tuple[str, ...]) -> list
     ]
 
 
-def logits_of(model: LSTMClassifier, images: torch.Tensor, precision: torch.dtype | None = None) -> torch.Tensor:
-    """The model's float32 logits (N, classes), on its device, for uint8 `images` (N, H, W).
+def input_encoding(model: LSTMClassifier) -> Encoding:
+    """How `model` reads stored samples: its own encoding, or (a bare model) square images by rows."""
+    if model.encoding is not None:
+        return model.encoding
+    return legacy_encoding(tuple(str(k) for k in range(model.hparams["num_classes"])), model.hparams["input_size"])
 
-    Runs under inference mode, with autocast to `precision` when given (the precision the model
-    was trained in); the model's train/eval mode is restored.
+
+def logits_of(
+    model: LSTMClassifier, inputs: torch.Tensor, precision: torch.dtype | None = None, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The model's float32 logits (N, classes), on its device, for stored samples `inputs`.
+
+    `inputs` are what the model's encoding reads: uint8 images (N, H, W), or float sequences
+    (N, T, F) with `lengths` (N,). Runs under inference mode, with autocast to `precision` when
+    given (the precision the model was trained in); the model's train/eval mode is restored.
     """
     device = next(model.parameters()).device
+    encoding = input_encoding(model)
     was_training = model.training
     model.eval()
+    logits = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-        logits = [
-            model(image_rows(images[start : start + EVAL_BATCH_SIZE].to(device))).float()
-            for start in range(0, len(images), EVAL_BATCH_SIZE)
-        ]
+        for start in range(0, len(inputs), EVAL_BATCH_SIZE):
+            x = encoding(inputs[start : start + EVAL_BATCH_SIZE].to(device))
+            steps = None if lengths is None else lengths[start : start + EVAL_BATCH_SIZE]
+            logits.append(model(x, steps).float())
     model.train(was_training)
-    return torch.cat(logits)
+    return torch.cat(logits) if logits else torch.empty(0, model.hparams["num_classes"], device=device)
 
 
-def summarise(logits: torch.Tensor, labels: torch.Tensor, split: str, classes: tuple[str, ...] | None = None) -> Evaluation:
+def summarise(
+    logits: torch.Tensor, labels: torch.Tensor, split: str, classes: tuple[str, ...] | None = None, unit: str = "images"
+) -> Evaluation:
     """Accuracy, mean loss and confusion matrix of `logits` (N, classes) against int64 `labels` (N,)."""
     count = logits.shape[1]
     labels = labels.to(logits.device)
@@ -137,24 +151,29 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor, split: str, classes: t
         loss=float(F.cross_entropy(logits, labels)),
         confusion=confusion,
         classes=classes or tuple(str(k) for k in range(count)),
+        unit=unit,
     )
 
 
 def evaluate(
     model: LSTMClassifier,
-    images: torch.Tensor,
+    inputs: torch.Tensor,
     labels: torch.Tensor,
     split: str = "test",
     precision: torch.dtype | None = None,
     classes: tuple[str, ...] | None = None,
+    lengths: torch.Tensor | None = None,
 ) -> Evaluation:
-    """Evaluate `model` on uint8 `images` (N, H, W) with int64 `labels` (N,).
+    """Evaluate `model` on stored samples `inputs` with int64 `labels` (N,).
 
-    Runs on the model's device under inference mode, with autocast to `precision` when given.
-    `classes` names the classes (default: their numbers). Returns accuracy, mean cross-entropy
-    and the confusion matrix.
+    `inputs` and `lengths` are as `logits_of` takes them (uint8 images (N, H, W) for an image
+    model). Runs on the model's device under inference mode, with autocast to `precision` when
+    given. `classes` names the classes (default: the model's encoding's). Returns accuracy, mean
+    cross-entropy and the confusion matrix.
     """
-    return summarise(logits_of(model, images, precision), labels, split, classes)
+    encoding = input_encoding(model)
+    logits = logits_of(model, inputs, precision, lengths)
+    return summarise(logits, labels, split, classes or encoding.classes, encoding.unit)
 
 
 def evaluate_checkpoint(
@@ -163,27 +182,31 @@ def evaluate_checkpoint(
     device: str = "auto",
     split: str = "test",
     plots: str | os.PathLike | None = None,
+    dataset: str | os.PathLike | None = None,
 ) -> Evaluation:
-    """Load the checkpoint at `path` and evaluate it on `split` of the dataset it was trained on.
+    """Load the checkpoint at `path` and evaluate it on `split` of the data it was trained on.
 
+    For a model trained on the user's sequences, `split` "test" is the test file or held-out share
+    it was tested on; `dataset` (a labelled .npz, .ts or .csv file) evaluates on that file instead.
     Uses the precision the model was trained with, as resolved on `device`, so that on the same
     machine the result equals the accuracy printed at the end of training. A bf16-trained model
     on a device without bf16 is evaluated in float32 (with a logged warning). With `plots` (a
-    folder), also draws the confusion matrix and the worst misclassified images there.
+    folder), also draws the confusion matrix and, for images, the worst misclassified ones there.
     """
     target = resolve_device(device)
     model, config = load_checkpoint(path, target)
-    data = load_dataset(config.dataset, split, data_dir)
+    data = load_split(config, model.encoding, split, data_dir, dataset)
     try:
         precision = resolve_precision(config.precision, target)
     except ConfigError:
         log.warning("%s was trained in bf16, which %s cannot run; evaluating in float32", path, target)
         precision = None
-    logits = logits_of(model, data.images, precision)
-    evaluation = summarise(logits, data.labels, split, get_dataset(config.dataset).classes)
+    logits = logits_of(model, data.inputs, precision, data.lengths)
+    evaluation = summarise(logits, data.labels, split, model.encoding.classes, model.encoding.unit)
     if plots is not None:
         # Imported here so that training and plain evaluation never load matplotlib.
         from .plots import evaluation_figures
 
-        evaluation.figures = evaluation_figures(plots, evaluation, data.images, data.labels, logits.softmax(dim=1).cpu())
+        images = data.inputs if model.encoding.kind == "images" else None
+        evaluation.figures = evaluation_figures(plots, evaluation, images, data.labels, logits.softmax(dim=1).cpu())
     return evaluation

@@ -11,13 +11,13 @@ import torch
 
 from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
-from .data import load_dataset
-from .data.sequences import image_rows
+from .data.datasets import load_split
+from .data.sequences import IMAGES
 from .device import resolve_device
 from .errors import ConfigError
+from .evaluate import input_encoding
 from .model import trace_gates
 from .model.cells import GATES
-from .predict import class_names
 
 
 @dataclass
@@ -27,7 +27,8 @@ class Explanation:
     cell: str
     split: str
     index: int
-    image: torch.Tensor  # uint8 (H, W)
+    inputs: torch.Tensor  # float32 (seq, features): the sequence the model read, up to its last real step
+    image: torch.Tensor | None  # uint8 (H, W) for an image dataset, else None
     label: int
     predicted: int
     classes: tuple[str, ...]
@@ -63,8 +64,10 @@ class Explanation:
             "label": self.label,
             "predicted": self.predicted,
             "classes": list(self.classes),
-            "image": self.image.tolist(),
-            "shapes": "traces: [layer][step][unit]; probabilities: [step][class]; means and norms: [layer][step]",
+            "image": None if self.image is None else self.image.tolist(),
+            "inputs": plain(self.inputs),
+            "shapes": "inputs: [step][feature]; traces: [layer][step][unit]; probabilities: [step][class]; "
+                      "means and norms: [layer][step]",
             "probabilities": plain(self.trace["probabilities"]),
             "traces": {name: plain(t) for name, t in self.trace.items() if name != "probabilities"},
             "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
@@ -77,13 +80,13 @@ def plain(t: torch.Tensor, decimals: int = 6) -> list:
     return torch.round(t.double(), decimals=decimals).tolist()
 
 
-def trace_image(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`trace_gates` for one uint8 image (H, W), read row by row; the tensors come back on the CPU.
+def trace_sample(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`trace_gates` for one sequence x (seq, features); the tensors come back on the CPU.
 
     Returns name -> (layers, seq, hidden) for every traced gate and state, and "probabilities"
-    -> (seq, classes), the answer after each row; its last row is the model's prediction.
+    -> (seq, classes), the answer after each step; its last row is the model's prediction.
     """
-    traced = trace_gates(model, image_rows(torch.as_tensor(image)[None]))
+    traced = trace_gates(model, x[None])
     trace = {name: t[:, 0].cpu() for name, t in traced.items() if name != "probabilities"}
     trace["probabilities"] = traced["probabilities"][0].cpu()
     return trace
@@ -110,21 +113,24 @@ def explain(
         if path is not None:
             check_writable(path)
     model, config = load_checkpoint(checkpoint, resolve_device(device))
-    data = load_dataset(config.dataset, split, data_dir)
-    if not 0 <= index < len(data.images):
-        raise ConfigError(
-            f"index {index} is out of range: the {split} split has {len(data.images)} samples (0..{len(data.images) - 1})"
-        )
-    image, label = data.images[index], int(data.labels[index])
-    trace = trace_image(model, image)
+    samples = load_split(config, model.encoding, split, data_dir)
+    count = len(samples.labels)
+    if not 0 <= index < count:
+        raise ConfigError(f"index {index} is out of range: the {split} split has {count} samples (0..{count - 1})")
+    encoding = input_encoding(model)
+    x = encoding(samples.inputs[index : index + 1])[0]
+    if samples.lengths is not None:
+        x = x[: int(samples.lengths[index])]  # the padding after a sequence is never read for its answer
+    trace = trace_sample(model, x)
     result = Explanation(
         cell=model.cell,
         split=split,
         index=index,
-        image=image,
-        label=label,
+        inputs=x.cpu(),
+        image=samples.inputs[index] if encoding.kind == IMAGES else None,
+        label=int(samples.labels[index]),
         predicted=int(trace["probabilities"][-1].argmax()),
-        classes=tuple(class_names(config.dataset, model.hparams["num_classes"])),
+        classes=encoding.classes,
         trace=trace,
     )
     if out is not None:

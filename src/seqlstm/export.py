@@ -16,7 +16,6 @@ import torch
 
 from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
-from .data.digits import FRAME
 from .errors import ExportError
 
 # The largest difference between onnxruntime's and PyTorch's logits that still counts as the
@@ -48,8 +47,10 @@ class ExportResult:
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
     """Export the model in `checkpoint` to the ONNX file `out`, with a dynamic batch axis.
 
-    The input is float32 (batch, 28, 28): images read row by row, scaled to [0, 1] (as
-    `data.sequences.image_rows` makes them); the output is the logits (batch, classes). The file
+    The input is float32 (batch, steps, features): samples as the checkpoint's encoding makes them
+    (`data.sequences.Encoding`: images scaled to [0, 1] and read by rows, pixels or permuted
+    pixels; a user's features as they are: the model standardises them itself), all `steps`
+    long; the output is the logits (batch, classes) read at the last step. The file
     is written to a temporary name, run with onnxruntime on random inputs of several batch sizes,
     compared with the PyTorch model, and renamed to `out` only if every logit agrees within
     TOLERANCE. Raises ExportError when the export packages are missing, the export fails or the
@@ -62,15 +63,15 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
             'Install them with: pip install "seqlstm[export]"'
         )
     model, _ = load_checkpoint(checkpoint, "cpu")
-    features = model.hparams["input_size"]
-    example = torch.rand(2, FRAME, features, generator=torch.Generator().manual_seed(0))
+    steps, features = model.encoding.steps, model.encoding.features
+    example = torch.rand(2, steps, features, generator=torch.Generator().manual_seed(0))
     out = check_writable(out)
     diff = None
 
     def write_checked(tmp: Path) -> None:
         nonlocal diff
         to_onnx(model, example, tmp)
-        diff = max_abs_diff(model, tmp, features)
+        diff = max_abs_diff(model, tmp, steps, features)
         if not diff <= TOLERANCE:
             raise ExportError(
                 f"the exported model's logits differ from PyTorch's by up to {diff:.2e}, more than {TOLERANCE:.0e}; "
@@ -78,7 +79,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
             )
 
     replace_atomically(out, write_checked)
-    return ExportResult(out, ("batch", FRAME, features), model.hparams["num_classes"], diff)
+    return ExportResult(out, ("batch", steps, features), model.hparams["num_classes"], diff)
 
 
 def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -114,7 +115,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         logging.disable(disabled)
 
 
-def max_abs_diff(model: torch.nn.Module, path: Path, features: int) -> float:
+def max_abs_diff(model: torch.nn.Module, path: Path, steps: int, features: int) -> float:
     """Largest |onnxruntime - PyTorch| over the logits for random inputs of each CHECK_BATCHES size."""
     import onnxruntime
 
@@ -127,7 +128,7 @@ def max_abs_diff(model: torch.nn.Module, path: Path, features: int) -> float:
     generator = torch.Generator().manual_seed(1)
     worst = 0.0
     for batch in CHECK_BATCHES:
-        x = torch.rand(batch, FRAME, features, generator=generator)
+        x = torch.rand(batch, steps, features, generator=generator)
         with torch.inference_mode():
             expected = model(x).numpy()
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]

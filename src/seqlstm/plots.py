@@ -79,7 +79,8 @@ def style_of(name: str, values: np.ndarray, cell: str) -> dict:
 def gate_figure(explanation: "Explanation") -> Figure:
     """The whole story of one sample in one figure.
 
-    Top: the input image (row t is step t) beside the class probabilities after each step.
+    Top: the input (the image, or the sequence read; row t is step t) beside the class
+    probabilities after each step.
     Middle: one heatmap per traced quantity and layer, steps down (aligned with the image rows)
     and units across, the same unit in the same column of every panel of a layer.
     Bottom: per layer, each gate's mean over the units and the norm of the memory, per step.
@@ -107,10 +108,21 @@ def gate_figure(explanation: "Explanation") -> Figure:
 def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> None:
     steps = probabilities.shape[0]
     image_ax, prob_ax, line_ax = sub.subplots(1, 3, width_ratios=[1, 1.2, 3])
-    image_ax.imshow(e.image.numpy(), cmap="gray_r", extent=(0.5, e.image.shape[1] + 0.5, steps + 0.5, 0.5))
-    image_ax.set_title("input: row t is step t")
-    image_ax.set_ylabel("step (image row)")
-    image_ax.set_xlabel("feature (pixel column)")
+    rows = e.image is not None and tuple(e.image.shape) == tuple(e.inputs.shape)
+    if rows:
+        image_ax.imshow(e.image.numpy(), cmap="gray_r", extent=(0.5, e.image.shape[1] + 0.5, steps + 0.5, 0.5))
+        image_ax.set_title("input: row t is step t")
+        image_ax.set_ylabel("step (image row)")
+        image_ax.set_xlabel("feature (pixel column)")
+    else:
+        # Pixel views and the user's sequences: what the model read, one step per row.
+        features = e.inputs.shape[1]
+        shown_input = image_ax.imshow(e.inputs.numpy(), cmap="viridis", aspect="auto", interpolation="nearest",
+                                      extent=(-0.5, features - 0.5, steps + 0.5, 0.5))
+        image_ax.set_title("input: row t is step t")
+        image_ax.set_ylabel("step")
+        image_ax.set_xlabel("feature")
+        sub.colorbar(shown_input, ax=image_ax, shrink=0.8)
 
     shown = prob_ax.imshow(
         probabilities, cmap="Blues", vmin=0, vmax=1, aspect="auto",
@@ -137,9 +149,9 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
         line_ax.plot(x, probabilities[:, k], **style)
     line_ax.set_ylim(-0.02, 1.02)
     line_ax.set_xlim(1, steps)
-    line_ax.set_xlabel("step (image rows read so far)")
+    line_ax.set_xlabel("step (image rows read so far)" if rows else "steps read so far")
     line_ax.set_ylabel("probability")
-    line_ax.set_title("the answer forming, row by row")
+    line_ax.set_title("the answer forming, row by row" if rows else "the answer forming, step by step")
     line_ax.legend(loc="upper left", fontsize=9)
     line_ax.grid(alpha=0.3)
 
@@ -292,13 +304,15 @@ def misclassified_figure(
 def evaluation_figures(
     folder: str | os.PathLike,
     evaluation: "Evaluation",
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     labels: torch.Tensor,
     probabilities: torch.Tensor,
-) -> tuple[Path, Path]:
-    """Write `confusion.png` and `misclassified.png` into `folder`; return their paths."""
+) -> tuple[Path, ...]:
+    """Write `confusion.png` and, given uint8 `images` (N, H, W), `misclassified.png` into `folder`;
+    return their paths."""
     folder = Path(folder)
-    return (
-        save_figure(confusion_figure(evaluation), folder / "confusion.png"),
-        save_figure(misclassified_figure(images, labels, probabilities, evaluation.classes), folder / "misclassified.png"),
-    )
+    figures = [save_figure(confusion_figure(evaluation), folder / "confusion.png")]
+    if images is not None:
+        figure = misclassified_figure(images, labels, probabilities, evaluation.classes)
+        figures.append(save_figure(figure, folder / "misclassified.png"))
+    return tuple(figures)

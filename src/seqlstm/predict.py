@@ -1,4 +1,5 @@
-"""Predictions: the top classes for MNIST-style images, and for a user's image or array files."""
+"""Predictions: the top classes for MNIST-style images, for a user's image or array files, and for
+the sequences in a user's .npz, .ts or .csv file."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from PIL import Image
 
 from .checkpoint import load_checkpoint
 from .data.digits import FRAME, mnist_style
-from .data.sequences import image_rows
-from .data.sources import get_dataset
+from .data.seqfiles import SUPPORTED, read_sequences
+from .data.sequences import FEATURES, IMAGES
 from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
-from .evaluate import EVAL_BATCH_SIZE
+from .evaluate import input_encoding, logits_of
 
 
 @dataclass(frozen=True)
@@ -46,44 +47,38 @@ def predict(
 ) -> list[list[Guess]]:
     """The `top_k` most probable classes, best first, for each of the uint8 `images` (N, 28, 28).
 
-    Images are in MNIST's form (bright ink on black, as `mnist_style` makes them). `classes`
-    names the model's outputs (default: their indices). Runs on the model's device under
-    inference mode; the model's train/eval mode is restored.
+    Images are in MNIST's form (bright ink on black, as `mnist_style` makes them) and are read as
+    the model's encoding says (rows, pixels or permuted pixels). `classes` names the model's
+    outputs (default: the encoding's names). Runs on the model's device under inference mode; the
+    model's train/eval mode is restored.
     """
     images = torch.as_tensor(images)
     if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (FRAME, FRAME):
         raise ConfigError(
             f"predict takes uint8 images of shape (N, {FRAME}, {FRAME}); got {images.dtype} {tuple(images.shape)}"
         )
+    check_reads_images(model)
+    return top_guesses(logits_of(model, images), top_k, classes or input_encoding(model).classes)
+
+
+def top_guesses(logits: torch.Tensor, top_k: int, classes: tuple[str, ...] | list[str]) -> list[list[Guess]]:
+    """The `top_k` classes by probability, best first, for each row of `logits` (N, classes)."""
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    check_reads_images(model)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    probabilities = []
-    with torch.inference_mode():
-        for start in range(0, len(images), EVAL_BATCH_SIZE):
-            x = image_rows(images[start : start + EVAL_BATCH_SIZE].to(device))
-            probabilities.append(model(x).float().softmax(dim=1).cpu())
-    model.train(was_training)
-    if not probabilities:
-        return []
-    probabilities = torch.cat(probabilities)
-    names = list(classes) if classes is not None else [str(i) for i in range(probabilities.shape[1])]
-    values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    values, indices = logits.float().softmax(dim=1).cpu().topk(min(top_k, logits.shape[1]), dim=1)
     return [
-        [Guess(names[i], p) for p, i in zip(row_values.tolist(), row_indices.tolist())]
+        [Guess(classes[i], p) for p, i in zip(row_values.tolist(), row_indices.tolist())]
         for row_values, row_indices in zip(values, indices)
     ]
 
 
 def check_reads_images(model: torch.nn.Module) -> None:
-    features = getattr(model, "hparams", {}).get("input_size", FRAME)
-    if features != FRAME:
+    """ConfigError unless `model` reads 28x28 images (by rows or by pixels)."""
+    encoding = input_encoding(model)
+    if encoding.kind != IMAGES or encoding.steps * encoding.features != FRAME * FRAME:
         raise ConfigError(
-            f"this model reads {features} features per step; predicting from images needs one that reads "
-            f"{FRAME}x{FRAME} images row by row ({FRAME} features per step)"
+            f"this model reads {encoding.unit} of {encoding.features} features per step; predicting from images needs "
+            f"one trained on {FRAME}x{FRAME} images (--dataset mnist or fashion-mnist)"
         )
 
 
@@ -116,16 +111,6 @@ def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image"
         raise InputError(f"{name}: {e}") from None
 
 
-def class_names(dataset: str, count: int) -> list[str]:
-    """A name for each of the model's `count` outputs: the dataset's class names when it has one
-    per output, else the output indices as strings."""
-    try:
-        names = list(get_dataset(dataset).classes)
-    except DataError:
-        names = []
-    return names if len(names) == count else [str(k) for k in range(count)]
-
-
 def predict_files(
     checkpoint: str | os.PathLike,
     files: list[str | os.PathLike],
@@ -136,13 +121,19 @@ def predict_files(
 ) -> list[FilePrediction]:
     """Load `checkpoint` and predict each file; a file that fails gets its error, the rest go on.
 
+    A model trained on images takes image or .npy files, one character each; a model trained on
+    sequences takes .npz, .ts or .csv files and predicts every sequence in them (`file[i]`).
     `save_preprocessed`: a folder to write each prepared 28x28 image to, as `<file stem>.png`.
     Raises (instead of returning per-file errors) only for what stops every file: an unreadable
     checkpoint, an unknown device, a bad `top_k`.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    model, config = load_checkpoint(checkpoint, resolve_device(device))
+    model, _ = load_checkpoint(checkpoint, resolve_device(device))
+    if model.encoding.kind == FEATURES:
+        if save_preprocessed is not None:
+            raise ConfigError("--save-preprocessed writes images; this model reads sequences")
+        return [result for path in files for result in predict_sequence_file(model, path, top_k)]
     check_reads_images(model)
     results = [FilePrediction(str(f)) for f in files]
     prepared = {}
@@ -154,11 +145,28 @@ def predict_files(
     if save_preprocessed is not None and prepared:
         save_images(Path(save_preprocessed), [(Path(files[i]).stem, image) for i, image in prepared.items()])
     if prepared:
-        classes = class_names(config.dataset, model.hparams["num_classes"])
-        guesses = predict(model, np.stack(list(prepared.values())), top_k, classes)
+        guesses = predict(model, np.stack(list(prepared.values())), top_k)
         for index, top in zip(prepared, guesses):
             results[index].top = top
     return results
+
+
+def predict_sequence_file(model: torch.nn.Module, path: str | os.PathLike, top_k: int) -> list[FilePrediction]:
+    """One prediction per sequence in the .npz, .ts or .csv file at `path` (named `path[i]`); labels
+    in the file are ignored. A file that cannot be used gives one FilePrediction with its error."""
+    encoding = model.encoding
+    try:
+        if Path(path).suffix.lower() not in SUPPORTED:
+            raise InputError(f"{path}: this model reads sequences; give a {', '.join(SUPPORTED)} file of them")
+        raw = read_sequences(path)
+        if raw.values.shape[2] != encoding.features:
+            raise InputError(
+                f"{path}: its sequences have {raw.values.shape[2]} features per step; the model reads {encoding.features}"
+            )
+    except (DataError, InputError) as e:
+        return [FilePrediction(str(path), error=str(e))]
+    logits = logits_of(model, torch.from_numpy(raw.values), lengths=torch.from_numpy(raw.lengths))
+    return [FilePrediction(f"{path}[{i}]", top) for i, top in enumerate(top_guesses(logits, top_k, encoding.classes))]
 
 
 def save_images(folder: Path, images: list[tuple[str, np.ndarray]]) -> None:

@@ -23,9 +23,10 @@ TRAINING_PLOT = "training.png"
 
 
 def default_run_dir(config: TrainConfig, now: datetime | None = None) -> Path:
-    """`runs/<UTC timestamp>-<dataset>-<cell>`, with `-2`, `-3`, ... if runs start in the same second."""
+    """`runs/<UTC timestamp>-<dataset>-<cell>` (<dataset>: a name, or a file's stem), with `-2`, `-3`, ... if runs start in the same second."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    base = Path("runs") / f"{stamp}-{config.dataset}-{config.cell}"
+    # A user's file is named by its stem: its path would put folders inside the run's name.
+    base = Path("runs") / f"{stamp}-{Path(config.dataset).stem}-{config.cell}"
     path, n = base, 1
     while path.exists():
         n += 1

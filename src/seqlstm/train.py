@@ -19,11 +19,10 @@ from . import distributed
 from .atomic import check_writable
 from .checkpoint import read_training_state, save_checkpoint
 from .config import TrainConfig
-from .data import load_dataset
 from .data.augment import random_shift
 from .data.batches import hold_out, shuffled_batches, steps_per_epoch
-from .data.sequences import image_rows
-from .data.sources import get_dataset
+from .data.datasets import is_file, load_training_data
+from .data.sequences import IMAGES, Sequences, input_statistics
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import Evaluation, evaluate
@@ -94,7 +93,10 @@ def train(
         TrainResult with the trained model, its test evaluation, the checkpoint path and the run directory.
     """
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    return run(replace(config, run_dir=str(run_dir)), log, on_step, saved=None)
+    # A user's files are recorded by absolute path, so that evaluate and explain find them from anywhere.
+    files = {name: str(Path(getattr(config, name)).resolve()) for name in ("dataset", "test_dataset")
+             if getattr(config, name) is not None and is_file(getattr(config, name))}
+    return run(replace(config, run_dir=str(run_dir), **files), log, on_step, saved=None)
 
 
 def resume(
@@ -159,23 +161,21 @@ def fit(
     main = distributed.is_main()
     amp_dtype = resolve_precision(config.precision, device)
     check_writable(config.out)  # before the work: a bad --out must not cost a training run
-    classes = get_dataset(config.dataset).classes
-    train_set = load_dataset(config.dataset, "train", config.data_dir)
-    # Loaded now so that a missing test file fails before training rather than after it.
-    test_set = load_dataset(config.dataset, "test", config.data_dir)
-    images, labels = train_set.images, train_set.labels
+    # The test split is loaded now so that a missing test file fails before training rather than after it.
+    train_set, test_set, encoding = load_training_data(config)
+    classes = encoding.classes
     validation = None
     if config.val_size:
-        if config.val_size >= len(images):
+        if config.val_size >= len(train_set.labels):
             raise ConfigError(
-                f"val_size {config.val_size} leaves no training images: the {config.dataset} training split "
-                f"has {len(images)}; use a smaller --val-size"
+                f"val_size {config.val_size} leaves nothing to train on: the {config.dataset} training split "
+                f"has {len(train_set.labels)} {encoding.unit}; use a smaller --val-size"
             )
-        kept, held_out = hold_out(len(images), config.val_size)
-        validation = (images[held_out].to(device), labels[held_out].to(device))
-        images, labels = images[kept], labels[kept]
+        kept, held_out = hold_out(len(train_set.labels), config.val_size)
+        validation = train_set.take(held_out).to(device)
+        train_set = train_set.take(kept)
 
-    distributed.check_batches(len(images), config.batch_size)  # before the run directory is made
+    distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
 
     run_dir = Path(config.run_dir)
     if main:
@@ -185,10 +185,16 @@ def fit(
         logger.info("run directory: %s", run_dir)
 
     torch.manual_seed(config.seed)
-    images, labels = images.to(device), labels.to(device)
-    model = LSTMClassifier(images.shape[2], config.hidden_size, config.num_layers, len(classes), config.cell)
+    model = LSTMClassifier(encoding.features, config.hidden_size, config.num_layers, len(classes), config.cell)
     if config.init == "lstm":
         lstm_init(model.lstm)
+    if config.normalize == "standard":
+        # Inputs of mean 0 and std 1 per feature keep the gates out of saturation from the first step.
+        mean, std = input_statistics(train_set, encoding)
+        model.input_mean.copy_(mean)
+        model.input_std.copy_(std)
+    model.encoding = encoding
+    train_set = train_set.to(device)
     model.to(device)
     # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
     # the gradients, so the ranks' models stay identical and `model` is the one to evaluate and save.
@@ -196,7 +202,7 @@ def fit(
     # PyTorch's default Adam (multi-tensor "foreach"): the fused kernel measured no faster here
     # (the step is <3 % of an iteration) and would make the tutorial recipe differ in the last bits.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    per_epoch = steps_per_epoch(len(images), config.batch_size)
+    per_epoch = steps_per_epoch(len(train_set.labels), config.batch_size)
     planned = per_epoch * config.epochs
     total_steps = min(config.max_steps or planned, planned)
     schedule = make_schedule(optimizer, config, total_steps)
@@ -246,14 +252,18 @@ def fit(
                 if epoch != loop.epoch:
                     loop.epoch, loop.batch = epoch, 0
                 loop.epoch_order = order.get_state()
-                for indices in shuffled_batches(len(images), config.batch_size, order, device)[loop.batch:]:
-                    # The shifts are drawn for the whole batch, so each sample moves as it would in one process.
-                    x = image_rows(distributed.shard(random_shift(images[indices], config.augment_shift, shifts)))
+                for indices in shuffled_batches(len(train_set.labels), config.batch_size, order, device)[loop.batch:]:
+                    inputs, lengths, labels = train_set.take(indices)
+                    if encoding.kind == IMAGES:
+                        # The shifts are drawn for the whole batch, so each sample moves as it would in one process.
+                        inputs = random_shift(inputs, config.augment_shift, shifts)
+                    x = encoding(distributed.shard(inputs))
+                    lengths = None if lengths is None else distributed.shard(lengths)
                     # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
                     # optimizer stay float32, so only the matrix products lose precision.
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         # The mean over this rank's equal shard: DDP's average of them is the batch mean.
-                        loss = criterion(net(x), labels[distributed.shard(indices)])
+                        loss = criterion(net(x, lengths), distributed.shard(labels))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.clip_grad:
@@ -286,7 +296,7 @@ def fit(
                         log(f"Epoch [{epoch}/{config.epochs}], Step [{loop.batch}/{per_epoch}], Loss: {loop.losses[-1]:.4f}")
                     if validate:
                         with speed.paused():
-                            result = evaluate_shards(model, *validation, "validation", amp_dtype, classes)
+                            result = evaluate_shards(model, validation, "validation", amp_dtype)
                             if main:
                                 metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
                                                    accuracy=result.accuracy, loss=result.loss))
@@ -310,7 +320,7 @@ def fit(
                     if loop.step == total_steps:
                         break
 
-        evaluation = evaluate_shards(model, test_set.images, test_set.labels, "test", amp_dtype, classes)
+        evaluation = evaluate_shards(model, test_set, "test", amp_dtype)
         if main:
             metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
     finally:
@@ -324,18 +334,11 @@ def fit(
     return TrainResult(model, config, evaluation, path, loop.losses, run_dir)
 
 
-def evaluate_shards(
-    model: LSTMClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    split: str,
-    precision: torch.dtype | None,
-    classes: tuple[str, ...],
-) -> Evaluation:
-    """`evaluate` on uint8 `images` (N, H, W) and `labels` (N,), each rank taking its own slice of
-    them (no sample twice) and the ranks' results combined into the whole split's."""
-    part = evaluate(model, distributed.shard(images), distributed.shard(labels), split, precision, classes)
-    return distributed.combine(part)
+def evaluate_shards(model: LSTMClassifier, samples: Sequences, split: str, precision: torch.dtype | None) -> Evaluation:
+    """`evaluate` on `samples`, each rank taking its own slice of them (no sample twice) and the
+    ranks' results combined into the whole split's."""
+    inputs, lengths, labels = (None if t is None else distributed.shard(t) for t in samples)
+    return distributed.combine(evaluate(model, inputs, labels, split, precision, lengths=lengths))
 
 
 class Speedometer:

@@ -1,7 +1,9 @@
 """Named datasets: where their files come from, how they are checked, and loading them.
 
 A file is looked for, in order: in `data_dir` when one is given (and nowhere else), in
-`$SEQLSTM_DATA/<dataset>/`, in the per-user cache; only then is it downloaded into the cache.
+`$SEQLSTM_DATA/<dataset>/`, in the folders a system package installs the dataset into (Debian's
+`dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist/), in the per-user
+cache; only then is it downloaded into the cache.
 Every file is verified against the MD5 of its *uncompressed* payload, so any faithful copy passes
 whatever gzip wrapper it came in.
 """
@@ -47,6 +49,7 @@ class ImageDataset:
     mirrors: tuple[str, ...]
     mirrors_env: str  # environment variable that replaces `mirrors` (comma-separated base URLs)
     classes: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()  # where operating-system packages install the files
 
     def file_names(self) -> str:
         return ", ".join(f.name for pair in self.splits.values() for f in pair)
@@ -73,7 +76,25 @@ MNIST = ImageDataset(
     classes=tuple(str(d) for d in range(10)),
 )
 
-DATASETS = {MNIST.name: MNIST}
+FASHION_MNIST = ImageDataset(
+    name="fashion-mnist",
+    splits={
+        "train": (
+            DataFile("train-images-idx3-ubyte.gz", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+            DataFile("train-labels-idx1-ubyte.gz", "9018921c3c673c538a1fc5bad174d6f9"),
+        ),
+        "test": (
+            DataFile("t10k-images-idx3-ubyte.gz", "8181f5470baa50b63fa0f6fddb340f0a"),
+            DataFile("t10k-labels-idx1-ubyte.gz", "15d484375f8d13e6eb1aabb0c3f46965"),
+        ),
+    },
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    mirrors_env="SEQLSTM_FASHION_MNIST_MIRRORS",
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+)
+
+DATASETS = {d.name: d for d in (MNIST, FASHION_MNIST)}
 
 
 class LabelledImages(NamedTuple):
@@ -197,8 +218,9 @@ def locate(dataset: ImageDataset, file: DataFile, data_dir: str | os.PathLike | 
             )
         return found
     shared_root = os.environ.get("SEQLSTM_DATA")
-    if shared_root:
-        found = find_in(Path(shared_root).expanduser() / dataset.name, file)
+    local = [Path(shared_root).expanduser() / dataset.name] if shared_root else []
+    for directory in local + [Path(d) for d in dataset.system_dirs]:
+        found = find_in(directory, file)
         if found is not None:
             return found
     directory = cache_dir() / dataset.name

@@ -38,12 +38,42 @@ class LSTMClassifier(nn.Module):
         else:
             self.lstm = SeedRNN(input_size, hidden_size, num_layers)
         self.fc = nn.Linear(hidden_size, num_classes)
+        # Input standardisation, x -> (x - mean) / std per feature, with statistics of the training
+        # data (set by training; identity until then). Inside the model, so that every way of
+        # running it (evaluate, predict, serve, an ONNX export) feeds raw inputs and gets it right.
+        self.register_buffer("input_mean", torch.zeros(input_size))
+        self.register_buffer("input_std", torch.ones(input_size))
+        self.register_load_state_dict_pre_hook(identity_for_missing_statistics)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, classes) for x (batch, seq, features)."""
+        # How stored samples become this model's input, and its class names (data.sequences.Encoding);
+        # set by training and by load_checkpoint, None for a bare model fed ready-made sequences.
+        self.encoding = None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, classes) for x (batch, seq, features).
+
+        `lengths` (batch,) int64: sequence i is x[i, :lengths[i]] and is classified from its own last
+        real step; the core runs forward in time, so the padding after it cannot change the answer.
+        None: every sequence uses all `seq` steps.
+        """
         # No initial state passed: the core then starts from zeros on x's own device and dtype.
-        out, _ = self.lstm(x)
-        return self.fc(out[:, -1, :])
+        out, _ = self.lstm(self.standardise(x))
+        if lengths is None:
+            return self.fc(out[:, -1, :])
+        return self.fc(out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1])
+
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, seq, features) standardised with the model's input statistics."""
+        return (x - self.input_mean) / self.input_std
+
+
+def identity_for_missing_statistics(module: LSTMClassifier, state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written before input standardisation existed read their input as it is: load
+    them with mean 0 and std 1 rather than refuse them."""
+    for name, default in (("input_mean", module.input_mean), ("input_std", module.input_std)):
+        if prefix + name not in state_dict and any(key.startswith(prefix + "lstm.") for key in state_dict):
+            state_dict[prefix + name] = torch.full_like(default, 0.0 if name == "input_mean" else 1.0)
 
 
 def lstm_init(core: nn.Module) -> None:

@@ -10,7 +10,8 @@ from .classifier import LSTMClassifier
 
 @torch.no_grad()
 def trace_gates(model: LSTMClassifier, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run `model` on x (batch, seq, features) through its explicit cell and record everything.
+    """Run `model` on x (batch, seq, features) (standardised as the model does) through its explicit
+    cell and record everything.
 
     Returns a dict of tensors: one (layers, batch, seq, hidden) tensor per gate of the model's cell
     (`update`, `forget`, `output`, `relevance` for seed; `reset`, `update` for gru), `candidate`,
@@ -20,6 +21,6 @@ def trace_gates(model: LSTMClassifier, x: torch.Tensor) -> dict[str, torch.Tenso
     """
     x = x.to(next(model.parameters()).device)
     trace: dict[str, torch.Tensor] = {}
-    outputs, _ = unroll(model.cell, model.lstm, x, trace=trace)
+    outputs, _ = unroll(model.cell, model.lstm, model.standardise(x), trace=trace)
     trace["probabilities"] = model.fc(outputs).softmax(dim=-1)
     return trace

@@ -23,11 +23,11 @@ from .. import __version__
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data.digits import FRAME
 from ..data.userfiles import decode_image
-from ..errors import InputError
-from ..explain import plain, trace_image
+from ..errors import ConfigError, InputError
+from ..explain import plain, trace_sample
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
-from ..predict import check_reads_images, class_names, prepare_image
+from ..predict import check_reads_images, prepare_image
 
 # The largest request body accepted. A drawing from the page is a PNG of a few kilobytes and a
 # 28x28 JSON array under 4 KB; 1 MiB leaves room for photos while keeping memory per request small.
@@ -110,7 +110,12 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     """
     model, config = load_checkpoint(checkpoint, "cpu")
     check_reads_images(model)
-    classes = class_names(config.dataset, model.hparams["num_classes"])
+    if model.encoding.view != "rows":
+        raise ConfigError(
+            f"this model reads images pixel by pixel (--view {model.encoding.view}); the page shows a "
+            "model reading rows, so serve a model trained with --view rows (evaluate and predict take this one)"
+        )
+    classes = list(model.encoding.classes)
     info = ModelInfo(
         checkpoint=Path(checkpoint).name,
         cell=model.cell,
@@ -209,7 +214,7 @@ def read_drawing(
     except InputError as e:
         raise HTTPException(422, str(e)) from None
     with torch.inference_mode():
-        trace = trace_image(model, image)
+        trace = trace_sample(model, model.encoding(torch.as_tensor(image)[None])[0])
     final = trace["probabilities"][-1]
     return {
         "prediction": classes[int(final.argmax())],
