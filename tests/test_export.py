@@ -69,7 +69,7 @@ def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpo
 def test_export_refuses_a_file_that_disagrees_and_leaves_nothing(tmp_path, monkeypatch):
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
     (tmp_path / "old.onnx").write_bytes(b"previous export")
-    monkeypatch.setattr(export_module, "max_abs_diff", lambda model, path, features: 0.5)
+    monkeypatch.setattr(export_module, "max_abs_diff", lambda model, path: 0.5)
     with pytest.raises(ExportError, match=r"differ from PyTorch's by up to 5.00e-01, more than 1e-04; .*old.onnx was not written"):
         export_onnx(checkpoint, tmp_path / "old.onnx")
     assert (tmp_path / "old.onnx").read_bytes() == b"previous export"

@@ -68,6 +68,48 @@ def test_a_view_trains_and_every_later_command_reads_by_it(tmp_path, mnist_dir, 
     assert (again.correct, again.total) == (result.evaluation.correct, 10000)
 
 
+def test_the_fast_recipe_standardises_fashion_and_files_but_not_mnist():
+    assert (TrainConfig().normalize, TrainConfig().augment_shift) == ("none", 1)
+    fashion = TrainConfig(dataset="fashion-mnist")
+    assert (fashion.normalize, fashion.augment_shift) == ("standard", 0)
+    assert TrainConfig(dataset="fashion-mnist", augment_shift=2, normalize="none").augment_shift == 2
+    assert TrainConfig(dataset="data/x.TS").normalize == TrainConfig(dataset="x.npz", recipe="tutorial").normalize == "standard"
+    assert TrainConfig(dataset="fashion-mnist", recipe="tutorial").normalize == "none"
+
+
+def test_onnx_export_applies_the_view_and_reads_lengths(tmp_path, mnist_dir):
+    import onnxruntime
+
+    from seqlstm import export_onnx, load_dataset
+
+    config = TrainConfig(data_dir=str(mnist_dir), view="permuted", hidden_size=8, num_layers=1, max_steps=2,
+                         out=str(tmp_path / "p.ckpt"), run_dir=str(tmp_path / "run"))
+    train(config, log=lambda line: None)
+    result = export_onnx(tmp_path / "p.ckpt", tmp_path / "p.onnx")
+    assert result.inputs == {"x": "float32 (batch, 28, 28)"}
+    model, _ = load_checkpoint(tmp_path / "p.ckpt")
+    images = load_dataset("mnist", "test", mnist_dir).images[:64]
+    session = onnxruntime.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    # The file takes plain images scaled to [0, 1] and reads them in the stored pixel order itself.
+    got = session.run(None, {"x": images.numpy().astype(np.float32) / 255})[0]
+    with torch.inference_mode():
+        expected = model(model.encoding(images)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+    np.savez(tmp_path / "seq.npz", **memory_task(100, 0))
+    train(TrainConfig(dataset=str(tmp_path / "seq.npz"), hidden_size=8, max_steps=2, out=str(tmp_path / "s.ckpt"),
+                      run_dir=str(tmp_path / "run2")), log=lambda line: None)
+    result = export_onnx(tmp_path / "s.ckpt", tmp_path / "s.onnx")
+    assert result.inputs == {"x": "float32 (batch, 24, 2)", "lengths": "int64 (batch)"}
+    model, _ = load_checkpoint(tmp_path / "s.ckpt")
+    task = memory_task(30, 5)
+    session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": task["X"], "lengths": task["lengths"].astype(np.int64)})[0]
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(task["X"]), torch.from_numpy(task["lengths"])).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
 def test_checkpoints_without_an_encoding_read_images_by_rows(tmp_path):
     torch.manual_seed(0)
     model = LSTMClassifier(28, hidden_size=8, num_layers=1)
@@ -124,6 +166,10 @@ def test_the_test_split_is_stratified_and_seeded():
     labels = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
     mask = stratified_test_rows(labels, 0.2, seed=0)
     assert [int(mask[labels == c].sum()) for c in "abc"] == [10, 6, 4]
+    # Every class keeps at least one sample to train on, however large the share.
+    rare = np.array(["a"] * 10 + ["b"])
+    mask = stratified_test_rows(rare, 0.6, seed=0)
+    assert not mask[-1] and mask.sum() == 6
     assert np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=0))
     assert not np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=1))
 
@@ -230,6 +276,11 @@ def test_user_data_errors_are_specific(tmp_path):
         config(test_size=20)
     with pytest.raises(DataError, match=r"--test-size 0.01 of 40 sequences leaves no test sequences"):
         train(config(test_size=0.01))
+    np.savez(tmp_path / "one.npz", X=task["X"], y=np.zeros(40, dtype=int), lengths=task["lengths"])
+    with pytest.raises(DataError, match=r"one.npz: every training sequence has the label '0'; .* at least two classes"):
+        train(config(dataset=str(tmp_path / "one.npz")))
+    with pytest.raises(DataError, match=r"--dataset data.txt: not a file seqlstm reads; give a .npz, .ts, .csv file"):
+        train(config(dataset="data.txt"))
     assert not (tmp_path / "m.ckpt").exists() and not (tmp_path / "run").exists()
 
 

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
             failed = sum(r.error is not None for r in results)
             if failed:
-                print(f"seqlstm: error: {failed} of {len(results)} files could not be predicted", file=sys.stderr)
+                print(f"seqlstm: error: {failed} of {len(args.files)} files could not be predicted", file=sys.stderr)
                 return 1
         elif args.command == "export":
             print(export_onnx(args.checkpoint, args.onnx).summary())

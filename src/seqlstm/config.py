@@ -3,23 +3,31 @@
 The model, batch size, epochs and peak learning rate are always the tutorial's unless changed;
 *how* they are trained comes from a recipe. `fast` (the default) adds bf16 autocast where the
 hardware has it, a one-cycle schedule peaking at `lr`, gradient clipping, an LSTM-friendly
-initialisation, input features standardised with training-set statistics and random one-pixel
-shifts of the training images; `tutorial` trains exactly as
-the tutorial did, for comparison.
+initialisation and random one-pixel shifts of the training images (for Fashion-MNIST: inputs
+standardised with training-set statistics instead of shifts); `tutorial` trains exactly as the
+tutorial did, for comparison. A user's sequence files are standardised by every recipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+from .data.seqfiles import SUPPORTED
 from .data.sequences import VIEWS
 from .errors import ConfigError
 from .model.cells import check_cell
 
 RECIPES = {
-    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="standard"),
+    "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none"),
     "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none"),
 }
+# What the fast recipe does differently for a dataset, measured (see the README): Fashion-MNIST
+# learns faster with standardised inputs (+0.8 points in 2 epochs) and without shifts (+0.9), while
+# standardising costs MNIST accuracy.
+FAST_FOR_DATASET = {"fashion-mnist": dict(normalize="standard", augment_shift=0)}
+# A user's features come in any units (volts beside metres): every recipe standardises them.
+FOR_FILES = dict(normalize="standard")
 CHOICES = dict(
     recipe=tuple(RECIPES),
     view=VIEWS,
@@ -28,6 +36,13 @@ CHOICES = dict(
     init=("lstm", "default"),
     normalize=("standard", "none"),
 )
+
+
+def recipe_settings(recipe: str, dataset: str) -> dict:
+    """The settings `recipe` chooses for training on `dataset` (a name or a file's path)."""
+    if Path(dataset).suffix.lower() in SUPPORTED:
+        return {**RECIPES[recipe], **FOR_FILES}
+    return {**RECIPES[recipe], **(FAST_FOR_DATASET.get(dataset.lower(), {}) if recipe == "fast" else {})}
 
 
 @dataclass
@@ -66,7 +81,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; use one of {', '.join(RECIPES)}")
-        for name, value in RECIPES[self.recipe].items():
+        for name, value in recipe_settings(self.recipe, self.dataset).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         for name, allowed in CHOICES.items():

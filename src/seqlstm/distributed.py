@@ -59,7 +59,7 @@ def check_batches(samples: int, batch_size: int) -> None:
     last = samples % batch_size or batch_size
     if batch_size % world or last % world:
         raise ConfigError(
-            f"--batch-size {batch_size} (last batch of an epoch: {last} of {samples} training images) does not "
+            f"--batch-size {batch_size} (last batch of an epoch: {last} of {samples} training samples) does not "
             f"split evenly across {world} processes; use a batch size (and --val-size) whose batches divide by {world}"
         )
 

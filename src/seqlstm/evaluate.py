@@ -148,7 +148,9 @@ def summarise(
         correct=int(confusion.diagonal().sum()),
         total=len(labels),
         split=split,
-        loss=float(F.cross_entropy(logits, labels)),
+        # An empty part (a rank's share of a tiny split under torchrun) has loss 0, not NaN, so that
+        # the ranks' loss sums still add up.
+        loss=float(F.cross_entropy(logits, labels)) if len(labels) else 0.0,
         confusion=confusion,
         classes=classes or tuple(str(k) for k in range(count)),
         unit=unit,

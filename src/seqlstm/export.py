@@ -13,15 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
+from .data.sequences import IMAGES, Encoding
 from .errors import ExportError
+from .model import LSTMClassifier
 
 # The largest difference between onnxruntime's and PyTorch's logits that still counts as the
 # same model; float32 reordering differences are around 1e-7.
 TOLERANCE = 1e-4
-INPUT_NAME = "x"
+INPUT_NAMES = ("x", "lengths")
 OUTPUT_NAME = "logits"
 # Batch sizes the exported file is checked with: 1, and a larger one, to show the batch axis is dynamic.
 CHECK_BATCHES = (1, 37)
@@ -31,30 +34,55 @@ REQUIRED = ("onnx", "onnxscript", "onnxruntime")
 @dataclass
 class ExportResult:
     path: Path
-    input_shape: tuple  # ("batch", steps, features)
+    inputs: dict[str, str]  # input name -> its type and shape, as the summary prints it
     num_classes: int
     max_abs_diff: float
 
     def summary(self) -> str:
-        steps, features = self.input_shape[1:]
+        given = ", ".join(f"{name!r} {kind}" for name, kind in self.inputs.items())
         return (
-            f"wrote {self.path}: input {INPUT_NAME!r} float32 (batch, {steps}, {features}), "
-            f"output {OUTPUT_NAME!r} float32 (batch, {self.num_classes}) logits; onnxruntime matches PyTorch "
-            f"to a max abs difference of {self.max_abs_diff:.2e} (limit {TOLERANCE:.0e})"
+            f"wrote {self.path}: input {given}, output {OUTPUT_NAME!r} float32 (batch, {self.num_classes}) logits; "
+            f"onnxruntime matches PyTorch to a max abs difference of {self.max_abs_diff:.2e} (limit {TOLERANCE:.0e})"
         )
+
+
+class Exported(nn.Module):
+    """What goes into the ONNX file: the model with its encoding's view and its standardisation,
+    so the file takes the same raw input whatever the model was trained on.
+
+    Image models: x float32 (batch, H, W), pixels scaled to [0, 1]. Sequence models: x float32
+    (batch, T, F) as read from the user's files, zero-padded, and lengths int64 (batch,).
+    """
+
+    def __init__(self, model: LSTMClassifier):
+        super().__init__()
+        self.model = model
+        self.encoding = model.encoding
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.encoding.kind == IMAGES:
+            return self.model(self.encoding.arrange(x))
+        return self.model(x, lengths)
+
+
+def example_inputs(encoding: Encoding, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the exported model's shapes for `batch` samples: (x,) or (x, lengths)."""
+    if encoding.kind == IMAGES:
+        return (torch.rand(batch, *encoding.image_shape, generator=generator),)
+    x = torch.randn(batch, encoding.steps, encoding.features, generator=generator)
+    return x, torch.randint(1, encoding.steps + 1, (batch,), generator=generator)
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
     """Export the model in `checkpoint` to the ONNX file `out`, with a dynamic batch axis.
 
-    The input is float32 (batch, steps, features): samples as the checkpoint's encoding makes them
-    (`data.sequences.Encoding`: images scaled to [0, 1] and read by rows, pixels or permuted
-    pixels; a user's features as they are: the model standardises them itself), all `steps`
-    long; the output is the logits (batch, classes) read at the last step. The file
-    is written to a temporary name, run with onnxruntime on random inputs of several batch sizes,
-    compared with the PyTorch model, and renamed to `out` only if every logit agrees within
-    TOLERANCE. Raises ExportError when the export packages are missing, the export fails or the
-    outputs disagree (then `out` is left as it was).
+    The file takes what `Exported` takes — an image model's pictures (batch, H, W) scaled to
+    [0, 1], read inside the file by rows, pixels or permuted pixels as in training; a sequence
+    model's raw features (batch, T, F), padded to T steps, and their `lengths` — and returns the
+    logits (batch, classes). It is written to a temporary name, run with onnxruntime on random
+    inputs of several batch sizes, compared with the PyTorch model, and renamed to `out` only if
+    every logit agrees within TOLERANCE. Raises ExportError when the export packages are missing,
+    the export fails or the outputs disagree (then `out` is left as it was).
     """
     missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
     if missing:
@@ -63,15 +91,15 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
             'Install them with: pip install "seqlstm[export]"'
         )
     model, _ = load_checkpoint(checkpoint, "cpu")
-    steps, features = model.encoding.steps, model.encoding.features
-    example = torch.rand(2, steps, features, generator=torch.Generator().manual_seed(0))
+    exported = Exported(model).eval()
+    example = example_inputs(model.encoding, 2, torch.Generator().manual_seed(0))
     out = check_writable(out)
     diff = None
 
     def write_checked(tmp: Path) -> None:
         nonlocal diff
-        to_onnx(model, example, tmp)
-        diff = max_abs_diff(model, tmp, steps, features)
+        to_onnx(exported, example, tmp)
+        diff = max_abs_diff(exported, tmp)
         if not diff <= TOLERANCE:
             raise ExportError(
                 f"the exported model's logits differ from PyTorch's by up to {diff:.2e}, more than {TOLERANCE:.0e}; "
@@ -79,10 +107,12 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
             )
 
     replace_atomically(out, write_checked)
-    return ExportResult(out, ("batch", steps, features), model.hparams["num_classes"], diff)
+    shapes = {name: f"{str(t.dtype).removeprefix('torch.')} (batch, {', '.join(map(str, t.shape[1:]))})".replace(", )", ")")
+              for name, t in zip(INPUT_NAMES, example)}
+    return ExportResult(out, shapes, model.hparams["num_classes"], diff)
 
 
-def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def to_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
     """Write `model` to `path` as ONNX, the batch axis of its input and output dynamic.
 
     This uses the torch.export-based exporter (`dynamo=True`), which PyTorch documents as the
@@ -102,11 +132,11 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model,
-                (example,),
+                example,
                 dynamo=True,
-                input_names=[INPUT_NAME],
+                input_names=list(INPUT_NAMES[: len(example)]),
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},),  # by position: forward's argument name is its own business
+                dynamic_shapes=tuple({0: batch} for _ in example),  # by position: forward's argument names are its own business
             )
             program.save(path, external_data=False)
     except Exception as e:  # the exporter fails with many exception types, all meaning "not exportable"
@@ -115,7 +145,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         logging.disable(disabled)
 
 
-def max_abs_diff(model: torch.nn.Module, path: Path, steps: int, features: int) -> float:
+def max_abs_diff(model: Exported, path: Path) -> float:
     """Largest |onnxruntime - PyTorch| over the logits for random inputs of each CHECK_BATCHES size."""
     import onnxruntime
 
@@ -128,10 +158,10 @@ def max_abs_diff(model: torch.nn.Module, path: Path, steps: int, features: int) 
     generator = torch.Generator().manual_seed(1)
     worst = 0.0
     for batch in CHECK_BATCHES:
-        x = torch.rand(batch, steps, features, generator=generator)
+        inputs = example_inputs(model.encoding, batch, generator)
         with torch.inference_mode():
-            expected = model(x).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+            expected = model(*inputs).numpy()
+        got = session.run([OUTPUT_NAME], {name: t.numpy() for name, t in zip(INPUT_NAMES, inputs)})[0]
         if got.shape != expected.shape:
             raise ExportError(f"the exported model returned shape {got.shape} for batch {batch}, expected {expected.shape}")
         worst = max(worst, float(np.abs(got - expected).max()))

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .checkpoint import load_checkpoint
 from .data.digits import FRAME, mnist_style
+from .data.datasets import label_column
 from .data.seqfiles import SUPPORTED, read_sequences
 from .data.sequences import FEATURES, IMAGES
 from .data.userfiles import read_grayscale
@@ -129,11 +130,12 @@ def predict_files(
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    model, _ = load_checkpoint(checkpoint, resolve_device(device))
+    model, config = load_checkpoint(checkpoint, resolve_device(device))
     if model.encoding.kind == FEATURES:
         if save_preprocessed is not None:
             raise ConfigError("--save-preprocessed writes images; this model reads sequences")
-        return [result for path in files for result in predict_sequence_file(model, path, top_k)]
+        column = label_column(config.label_column)
+        return [result for path in files for result in predict_sequence_file(model, path, top_k, column)]
     check_reads_images(model)
     results = [FilePrediction(str(f)) for f in files]
     prepared = {}
@@ -151,14 +153,18 @@ def predict_files(
     return results
 
 
-def predict_sequence_file(model: torch.nn.Module, path: str | os.PathLike, top_k: int) -> list[FilePrediction]:
+def predict_sequence_file(
+    model: torch.nn.Module, path: str | os.PathLike, top_k: int, column: str | int | None = None
+) -> list[FilePrediction]:
     """One prediction per sequence in the .npz, .ts or .csv file at `path` (named `path[i]`); labels
-    in the file are ignored. A file that cannot be used gives one FilePrediction with its error."""
+    in the file are ignored, but a .csv keeps its label column (`column`, as in training) so that
+    the values are told apart from it. A file that cannot be used gives one FilePrediction with its
+    error."""
     encoding = model.encoding
     try:
         if Path(path).suffix.lower() not in SUPPORTED:
             raise InputError(f"{path}: this model reads sequences; give a {', '.join(SUPPORTED)} file of them")
-        raw = read_sequences(path)
+        raw = read_sequences(path, column)
         if raw.values.shape[2] != encoding.features:
             raise InputError(
                 f"{path}: its sequences have {raw.values.shape[2]} features per step; the model reads {encoding.features}"

@@ -18,7 +18,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .seqfiles import SUPPORTED, RawSequences, read_sequences
 from .sequences import Encoding, Sequences, feature_encoding, image_encoding
-from .sources import get_dataset, load_dataset
+from .sources import DATASETS, get_dataset, load_dataset
 
 # The share of a user's file held out for testing when no --test-dataset is given.
 DEFAULT_TEST_SIZE = 0.2
@@ -51,12 +51,12 @@ def load_training_data(config) -> TrainingData:
     Raises DataError for a missing or bad file, ConfigError for options that do not fit the data.
     """
     if not is_file(config.dataset):
+        dataset = named_dataset(config.dataset)
         if config.test_dataset is not None or config.test_size is not None:
             raise ConfigError(
                 f"{config.dataset} has its own test split; --test-dataset and --test-size apply to your own "
                 f"sequence files ({', '.join(SUPPORTED)})"
             )
-        dataset = get_dataset(config.dataset)
         train, test = (load_dataset(dataset.name, split, config.data_dir) for split in ("train", "test"))
         height, width = train.images.shape[1:]
         encoding = image_encoding(dataset.classes, height, width, config.view, config.perm_seed)
@@ -67,6 +67,11 @@ def load_training_data(config) -> TrainingData:
     raw = read_file(config.dataset, config)
     train, test = split_raw(raw, config)
     classes = class_names(train)
+    if len(classes) < 2:
+        raise DataError(
+            f"{config.dataset}: every training sequence has the label {classes[0]!r}; a classifier needs at least "
+            "two classes to tell apart"
+        )
     encoding = feature_encoding(classes, torch.from_numpy(train.values))
     return TrainingData(to_sequences(train, classes), to_sequences(test, classes), encoding)
 
@@ -83,13 +88,14 @@ def load_split(config, encoding: Encoding, split: str, data_dir: str | os.PathLi
     if dataset is not None:
         if encoding.kind != "features":
             raise ConfigError(f"this model reads {config.dataset} images; --dataset takes sequence files only for models trained on them")
-        return checked(to_sequences(read_file(dataset, config), encoding.classes), encoding)
+        return checked(read_file(dataset, config), encoding)
     if not is_file(config.dataset):
         images = load_dataset(config.dataset, split, data_dir if data_dir is not None else config.data_dir)
         return Sequences(images.images, None, images.labels)
-    raw = read_file(config.dataset, config)
-    train, test = split_raw(raw, config)
-    return checked(to_sequences(train if split == "train" else test, encoding.classes), encoding)
+    if split == "test" and config.test_dataset is not None:
+        return checked(read_file(config.test_dataset, config), encoding)  # the training file is not needed
+    train, test = split_raw(read_file(config.dataset, config), config)
+    return checked(train if split == "train" else test, encoding)
 
 
 def read_file(path: str | os.PathLike, config) -> RawSequences:
@@ -99,13 +105,24 @@ def read_file(path: str | os.PathLike, config) -> RawSequences:
     return raw
 
 
-def checked(samples: Sequences, encoding: Encoding) -> Sequences:
-    """`samples` when their features match what the model reads; DataError otherwise."""
-    if samples.inputs.shape[2] != encoding.features:
+def named_dataset(name: str):
+    """The published dataset `name`; DataError saying what is accepted for anything else."""
+    if Path(name).suffix or Path(name).exists():
         raise DataError(
-            f"the sequences have {samples.inputs.shape[2]} features per step but the model reads {encoding.features}"
+            f"--dataset {name}: not a file seqlstm reads; give a {', '.join(SUPPORTED)} file of labelled sequences "
+            f"or a dataset name ({', '.join(DATASETS)})"
         )
-    return samples
+    return get_dataset(name)
+
+
+def checked(raw: RawSequences, encoding: Encoding) -> Sequences:
+    """`raw` as Sequences labelled by `encoding`'s classes, when its features match what the model
+    reads; DataError otherwise."""
+    if raw.values.shape[2] != encoding.features:
+        raise DataError(
+            f"{raw.source}: the sequences have {raw.values.shape[2]} features per step but the model reads {encoding.features}"
+        )
+    return to_sequences(raw, encoding.classes)
 
 
 def split_raw(raw: RawSequences, config) -> tuple[RawSequences, RawSequences]:
@@ -134,12 +151,14 @@ def split_raw(raw: RawSequences, config) -> tuple[RawSequences, RawSequences]:
 
 def stratified_test_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A bool mask (N,) choosing round(fraction * n) samples of every class (n of them) for testing,
-    drawn with `seed`: each class keeps its share in both parts."""
+    drawn with `seed`: each class keeps its share in both parts, and at least one sample in training
+    (a class the model never saw could not be tested)."""
     generator = torch.Generator().manual_seed(seed)
     mask = np.zeros(len(labels), dtype=bool)
     for value in np.unique(labels):
         rows = np.flatnonzero(labels == value)
-        chosen = rows[torch.randperm(len(rows), generator=generator).numpy()[: round(fraction * len(rows))]]
+        count = min(round(fraction * len(rows)), len(rows) - 1)
+        chosen = rows[torch.randperm(len(rows), generator=generator).numpy()[:count]]
         mask[chosen] = True
     return mask
 

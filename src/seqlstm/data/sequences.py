@@ -55,15 +55,19 @@ class Encoding:
     features: int  # F
     view: str = "rows"
     permutation: torch.Tensor | None = None
+    image_shape: tuple[int, int] | None = None  # (H, W) of the images, for kind "images"
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """float32 model input (batch, steps, features) for stored samples `inputs`, on their device."""
         if self.kind == FEATURES:
             return inputs.to(torch.float32)
-        x = inputs.to(torch.float32).div_(255)
+        return self.arrange(inputs.to(torch.float32).div_(255))
+
+    def arrange(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images (batch, H, W) as the view's sequences (batch, steps, features)."""
         if self.view == "rows":
-            return x
-        x = x.reshape(len(x), -1, 1)
+            return images
+        x = images.flatten(1).unsqueeze(-1)
         return x if self.view == "pixels" else x[:, self.permutation.to(x.device)]
 
     @property
@@ -80,13 +84,15 @@ class Encoding:
             "features": self.features,
             "view": self.view,
             "permutation": self.permutation,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> "Encoding":
         """Rebuild what `to_dict` wrote; CheckpointError when it is not a valid encoding."""
         try:
-            encoding = cls(**{**values, "classes": tuple(values["classes"])})
+            encoding = cls(**{**values, "classes": tuple(values["classes"]),
+                              "image_shape": None if values.get("image_shape") is None else tuple(values["image_shape"])})
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"the checkpoint's input encoding is incomplete or unknown ({e})") from None
         if encoding.kind not in (IMAGES, FEATURES) or encoding.view not in VIEWS:
@@ -99,18 +105,18 @@ def image_encoding(classes: tuple[str, ...], height: int, width: int, view: str 
     if view not in VIEWS:
         raise ConfigError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
     if view == "rows":
-        return Encoding(IMAGES, classes, height, width)
+        return Encoding(IMAGES, classes, height, width, image_shape=(height, width))
     pixels = height * width
     permutation = None
     if view == "permuted":
         # A generator of its own: the order depends on --perm-seed alone, never on --seed.
         permutation = torch.randperm(pixels, generator=torch.Generator().manual_seed(perm_seed))
-    return Encoding(IMAGES, classes, pixels, 1, view, permutation)
+    return Encoding(IMAGES, classes, pixels, 1, view, permutation, (height, width))
 
 
 def legacy_encoding(classes: tuple[str, ...], input_size: int) -> Encoding:
     """The encoding of checkpoints written before encodings were saved: square images read by rows."""
-    return Encoding(IMAGES, classes, input_size, input_size)
+    return Encoding(IMAGES, classes, input_size, input_size, image_shape=(input_size, input_size))
 
 
 def feature_encoding(classes: tuple[str, ...], values: torch.Tensor) -> Encoding:

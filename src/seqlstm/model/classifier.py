@@ -60,7 +60,8 @@ class LSTMClassifier(nn.Module):
         out, _ = self.lstm(self.standardise(x))
         if lengths is None:
             return self.fc(out[:, -1, :])
-        return self.fc(out[torch.arange(len(out), device=out.device), lengths.to(out.device) - 1])
+        last = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+        return self.fc(out.gather(1, last).squeeze(1))
 
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
