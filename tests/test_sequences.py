@@ -166,12 +166,12 @@ def test_the_test_split_is_stratified_and_seeded():
     labels = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
     mask = stratified_test_rows(labels, 0.2, seed=0)
     assert [int(mask[labels == c].sum()) for c in "abc"] == [10, 6, 4]
+    assert np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=0))
+    assert not np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=1))
     # Every class keeps at least one sample to train on, however large the share.
     rare = np.array(["a"] * 10 + ["b"])
     mask = stratified_test_rows(rare, 0.6, seed=0)
     assert not mask[-1] and mask.sum() == 6
-    assert np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=0))
-    assert not np.array_equal(mask, stratified_test_rows(labels, 0.2, seed=1))
 
 
 TS_TRAIN = """# two-dimensional gestures of unequal length

@@ -107,7 +107,7 @@ def read_file(path: str | os.PathLike, config) -> RawSequences:
 
 def named_dataset(name: str):
     """The published dataset `name`; DataError saying what is accepted for anything else."""
-    if Path(name).suffix or Path(name).exists():
+    if Path(name).suffix or Path(name).is_file():
         raise DataError(
             f"--dataset {name}: not a file seqlstm reads; give a {', '.join(SUPPORTED)} file of labelled sequences "
             f"or a dataset name ({', '.join(DATASETS)})"
