@@ -88,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM; 0: off")
     r.add_argument("--init", choices=CHOICES["init"], help="lstm: forget-gate bias 1, orthogonal recurrent weights")
     r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
-    r.add_argument("--augment-flip", action="store_true", default=None,
-                   help="mirror half the training images left to right (for clothes; digits are not symmetric)")
     r.add_argument("--normalize", choices=CHOICES["normalize"],
                    help="standard: each input feature to mean 0, std 1 with training-set statistics kept in the model")
 

@@ -19,7 +19,7 @@ from . import distributed
 from .atomic import check_writable
 from .checkpoint import read_training_state, save_checkpoint
 from .config import TrainConfig
-from .data.augment import random_flip, random_shift
+from .data.augment import random_shift
 from .data.batches import hold_out, shuffled_batches, steps_per_epoch
 from .data.datasets import is_file, load_training_data
 from .data.sequences import IMAGES, Sequences, input_statistics
@@ -255,10 +255,8 @@ def fit(
                 for indices in shuffled_batches(len(train_set.labels), config.batch_size, order, device)[loop.batch:]:
                     inputs, lengths, labels = train_set.take(indices)
                     if encoding.kind == IMAGES:
-                        # Drawn for the whole batch, so each sample moves as it would in one process.
+                        # The shifts are drawn for the whole batch, so each sample moves as it would in one process.
                         inputs = random_shift(inputs, config.augment_shift, shifts)
-                        if config.augment_flip:
-                            inputs = random_flip(inputs, shifts)
                     x = encoding(distributed.shard(inputs))
                     lengths = None if lengths is None else distributed.shard(lengths)
                     # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the

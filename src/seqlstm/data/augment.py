@@ -24,16 +24,3 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     rows = (offsets[0, :, None] + torch.arange(height, device=images.device))[:, :, None]
     cols = (offsets[1, :, None] + torch.arange(width, device=images.device))[:, None, :]
     return padded[torch.arange(batch, device=images.device)[:, None, None], rows, cols]
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left to right with probability 1/2.
-
-    Args:
-        images: (batch, H, W), any dtype, on any device.
-        generator: a CPU generator, so the choices are reproducible whatever the device.
-    Returns:
-        (batch, H, W) images, about half of them mirrored.
-    """
-    flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None], images.flip(-1), images)
