@@ -104,7 +104,7 @@ def test_a_failure_on_one_rank_ends_every_rank_and_the_run_resumes_exactly(tmp_p
 def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, mnist_dir):
     result = torchrun(tmp_path, "train", "--data-dir", str(mnist_dir), "--batch-size", "99", "--run-dir", "run", *ARGS)
     assert result.returncode != 0
-    assert ("seqlstm: error: --batch-size 99 (last batch of an epoch: 95 of 59000 training images) does not split "
+    assert ("seqlstm: error: --batch-size 99 (last batch of an epoch: 95 of 59000 training samples) does not split "
             "evenly across 2 processes; use a batch size (and --val-size) whose batches divide by 2\n") in result.stderr
     assert result.stderr.count("seqlstm: error:") == 1
     assert not (tmp_path / "run").exists()

@@ -346,7 +346,7 @@ def test_too_large_a_validation_split(tmp_path, mnist_dir):
     result = run_cli("train", "--data-dir", str(mnist_dir), "--val-size", "60000", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr == (
-        "seqlstm: error: val_size 60000 leaves no training images: the mnist training split has 60000; "
+        "seqlstm: error: val_size 60000 leaves nothing to train on: the mnist training split has 60000 images; "
         "use a smaller --val-size\n"
     )
     assert list(tmp_path.iterdir()) == []
