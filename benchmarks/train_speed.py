@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+from queue import Empty
 import platform
 import statistics
 import sys
@@ -235,7 +236,14 @@ def in_child(task: tuple) -> dict:
     queue = context.Queue()
     process = context.Process(target=child, args=(task, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            # A child that died (an exception, the OOM killer) never answers: say so instead of waiting forever.
+            if not process.is_alive():
+                raise RuntimeError(f"the benchmark process for {task[0]!r} exited with code {process.exitcode} without a result")
     process.join()
     return result
 

@@ -106,15 +106,18 @@ def per_class_metrics(confusion: torch.Tensor, classes: tuple[str, ...]) -> list
     ]
 
 
-def input_encoding(model: LSTMClassifier) -> Encoding:
-    """How `model` reads stored samples: its own encoding, or (a bare model) square images by rows."""
-    if model.encoding is not None:
+def input_encoding(model: torch.nn.Module) -> Encoding:
+    """How `model` reads stored samples: its own encoding, or (a bare model, or any module taking
+    (batch, seq, features)) square images by rows, its outputs named by their indices."""
+    if getattr(model, "encoding", None) is not None:
         return model.encoding
-    return legacy_encoding(tuple(str(k) for k in range(model.hparams["num_classes"])), model.hparams["input_size"])
+    hparams = getattr(model, "hparams", {})
+    classes = tuple(str(k) for k in range(hparams.get("num_classes", 0)))
+    return legacy_encoding(classes, hparams.get("input_size", 0))
 
 
 def logits_of(
-    model: LSTMClassifier, inputs: torch.Tensor, precision: torch.dtype | None = None, lengths: torch.Tensor | None = None
+    model: torch.nn.Module, inputs: torch.Tensor, precision: torch.dtype | None = None, lengths: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The model's float32 logits (N, classes), on its device, for stored samples `inputs`.
 
@@ -130,10 +133,12 @@ def logits_of(
     with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
         for start in range(0, len(inputs), EVAL_BATCH_SIZE):
             x = encoding(inputs[start : start + EVAL_BATCH_SIZE].to(device))
-            steps = None if lengths is None else lengths[start : start + EVAL_BATCH_SIZE]
-            logits.append(model(x, steps).float())
+            if lengths is None:
+                logits.append(model(x).float())
+            else:
+                logits.append(model(x, lengths[start : start + EVAL_BATCH_SIZE]).float())
     model.train(was_training)
-    return torch.cat(logits) if logits else torch.empty(0, model.hparams["num_classes"], device=device)
+    return torch.cat(logits) if logits else torch.empty(0, len(encoding.classes), device=device)
 
 
 def summarise(
@@ -175,7 +180,7 @@ def evaluate(
     """
     encoding = input_encoding(model)
     logits = logits_of(model, inputs, precision, lengths)
-    return summarise(logits, labels, split, classes or encoding.classes, encoding.unit)
+    return summarise(logits, labels, split, classes or encoding.classes or None, encoding.unit)
 
 
 def evaluate_checkpoint(
