@@ -247,17 +247,15 @@ from seqlstm.cli import main
 
 # The module, not the function `seqlstm.train` that the package exports under the same name.
 training = importlib.import_module("seqlstm.train")
-load = training.load_dataset
+load = training.load_training_data
 
-def poisoned(name, split, data_dir):
-    data = load(name, split, data_dir)
-    if split != "train":
-        return data
-    images = data.images.float()
+def poisoned(config):
+    data = load(config)
+    images = data.train.inputs.float()
     images[{index}, 14, 14] = float("nan")
-    return data._replace(images=images)
+    return data._replace(train=data.train._replace(inputs=images))
 
-training.load_dataset = poisoned
+training.load_training_data = poisoned
 sys.exit(main(sys.argv[1:]))
 """
 
