@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .seqfiles import SUPPORTED, RawSequences, read_sequences
-from .sequences import Encoding, Sequences, feature_encoding, image_encoding
+from .sequences import FEATURES, Encoding, Sequences, feature_encoding, image_encoding
 from .sources import DATASETS, get_dataset, load_dataset
 
 # The share of a user's file held out for testing when no --test-dataset is given.
@@ -86,7 +86,7 @@ def load_split(config, encoding: Encoding, split: str, data_dir: str | os.PathLi
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use train or test")
     if dataset is not None:
-        if encoding.kind != "features":
+        if encoding.kind != FEATURES:
             raise ConfigError(f"this model reads {config.dataset} images; --dataset takes sequence files only for models trained on them")
         return checked(read_file(dataset, config), encoding)
     if not is_file(config.dataset):
