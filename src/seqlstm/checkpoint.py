@@ -63,7 +63,7 @@ def save_checkpoint(
         "seqlstm_version": __version__,
         "config": config.to_dict(),
         "model_args": dict(model.hparams),
-        "encoding": encoding_of(model, config).to_dict(),
+        "encoding": encoding_of(model, config.dataset).to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
@@ -72,14 +72,17 @@ def save_checkpoint(
     return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
-def encoding_of(model: LSTMClassifier, config: TrainConfig) -> Encoding:
-    """The model's encoding, or for a bare model the tutorial's: images read by rows, its dataset's class names."""
-    if model.encoding is not None:
+def encoding_of(model: torch.nn.Module, dataset: str | None = None) -> Encoding:
+    """How `model` reads stored samples: its own encoding or, for a bare model (or any module taking
+    (batch, seq, features)), the tutorial's: square images read by rows, its classes named as those
+    of the published `dataset` when the counts agree, else by index."""
+    if getattr(model, "encoding", None) is not None:
         return model.encoding
-    count, features = model.hparams["num_classes"], model.hparams["input_size"]
-    dataset = DATASETS.get(config.dataset)
-    named = dataset is not None and len(dataset.classes) == count
-    return legacy_encoding(dataset.classes if named else tuple(str(k) for k in range(count)), features)
+    hparams = getattr(model, "hparams", {})
+    count, features = hparams.get("num_classes", 0), hparams.get("input_size", 0)
+    known = DATASETS.get(dataset) if dataset is not None else None
+    named = known is not None and len(known.classes) == count
+    return legacy_encoding(known.classes if named else tuple(str(k) for k in range(count)), features)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -134,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             raise ConfigError(f"the model is a {model.cell!r} cell but its config says {config.cell!r}")
         model.load_state_dict(data["state_dict"])
         encoding = data.get("encoding")
-        model.encoding = encoding_of(model, config) if encoding is None else Encoding.from_dict(encoding)
+        model.encoding = encoding_of(model, config.dataset) if encoding is None else Encoding.from_dict(encoding)
         if len(model.encoding.classes) != model.hparams["num_classes"] or model.encoding.features != model.hparams["input_size"]:
             raise ConfigError(
                 f"the input encoding ({model.encoding.features} features, {len(model.encoding.classes)} classes) does not fit "

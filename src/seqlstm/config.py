@@ -11,9 +11,8 @@ tutorial did, for comparison. A user's sequence files are standardised by every 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
-from .data.seqfiles import SUPPORTED
+from .data.datasets import is_file
 from .data.sequences import VIEWS
 from .errors import ConfigError
 from .model.cells import check_cell
@@ -40,7 +39,7 @@ CHOICES = dict(
 
 def recipe_settings(recipe: str, dataset: str) -> dict:
     """The settings `recipe` chooses for training on `dataset` (a name or a file's path)."""
-    if Path(dataset).suffix.lower() in SUPPORTED:
+    if is_file(dataset):
         return {**RECIPES[recipe], **FOR_FILES}
     return {**RECIPES[recipe], **(FAST_FOR_DATASET.get(dataset.lower(), {}) if recipe == "fast" else {})}
 

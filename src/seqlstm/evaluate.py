@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .checkpoint import load_checkpoint
+from .checkpoint import encoding_of, load_checkpoint
 from .data.datasets import load_split
-from .data.sequences import Encoding, legacy_encoding
 from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .model import LSTMClassifier
@@ -106,16 +105,6 @@ def per_class_metrics(confusion: torch.Tensor, classes: tuple[str, ...]) -> list
     ]
 
 
-def input_encoding(model: torch.nn.Module) -> Encoding:
-    """How `model` reads stored samples: its own encoding, or (a bare model, or any module taking
-    (batch, seq, features)) square images by rows, its outputs named by their indices."""
-    if getattr(model, "encoding", None) is not None:
-        return model.encoding
-    hparams = getattr(model, "hparams", {})
-    classes = tuple(str(k) for k in range(hparams.get("num_classes", 0)))
-    return legacy_encoding(classes, hparams.get("input_size", 0))
-
-
 def logits_of(
     model: torch.nn.Module, inputs: torch.Tensor, precision: torch.dtype | None = None, lengths: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -126,7 +115,7 @@ def logits_of(
     given (the precision the model was trained in); the model's train/eval mode is restored.
     """
     device = next(model.parameters()).device
-    encoding = input_encoding(model)
+    encoding = encoding_of(model)
     was_training = model.training
     model.eval()
     logits = []
@@ -178,7 +167,7 @@ def evaluate(
     given. `classes` names the classes (default: the model's encoding's). Returns accuracy, mean
     cross-entropy and the confusion matrix.
     """
-    encoding = input_encoding(model)
+    encoding = encoding_of(model)
     logits = logits_of(model, inputs, precision, lengths)
     return summarise(logits, labels, split, classes or encoding.classes or None, encoding.unit)
 

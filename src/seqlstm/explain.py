@@ -10,12 +10,11 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable, replace_atomically
-from .checkpoint import load_checkpoint
+from .checkpoint import encoding_of, load_checkpoint
 from .data.datasets import load_split
 from .data.sequences import IMAGES
 from .device import resolve_device
 from .errors import ConfigError
-from .evaluate import input_encoding
 from .model import trace_gates
 from .model.cells import GATES
 
@@ -117,7 +116,7 @@ def explain(
     count = len(samples.labels)
     if not 0 <= index < count:
         raise ConfigError(f"index {index} is out of range: the {split} split has {count} samples (0..{count - 1})")
-    encoding = input_encoding(model)
+    encoding = encoding_of(model)
     x = encoding(samples.inputs[index : index + 1])[0]
     if samples.lengths is not None:
         x = x[: int(samples.lengths[index])]  # the padding after a sequence is never read for its answer

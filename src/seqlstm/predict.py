@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint
+from .checkpoint import encoding_of, load_checkpoint
 from .data.digits import FRAME, mnist_style
 from .data.datasets import label_column
 from .data.seqfiles import SUPPORTED, read_sequences
@@ -19,7 +19,7 @@ from .data.sequences import FEATURES, IMAGES
 from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
-from .evaluate import input_encoding, logits_of
+from .evaluate import logits_of
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def predict(
             f"predict takes uint8 images of shape (N, {FRAME}, {FRAME}); got {images.dtype} {tuple(images.shape)}"
         )
     check_reads_images(model)
-    return top_guesses(logits_of(model, images), top_k, classes or input_encoding(model).classes)
+    return top_guesses(logits_of(model, images), top_k, classes or encoding_of(model).classes)
 
 
 def top_guesses(logits: torch.Tensor, top_k: int, classes: tuple[str, ...] | list[str]) -> list[list[Guess]]:
@@ -75,7 +75,7 @@ def top_guesses(logits: torch.Tensor, top_k: int, classes: tuple[str, ...] | lis
 
 def check_reads_images(model: torch.nn.Module) -> None:
     """ConfigError unless `model` reads 28x28 images (by rows or by pixels)."""
-    encoding = input_encoding(model)
+    encoding = encoding_of(model)
     if encoding.kind != IMAGES or encoding.steps * encoding.features != FRAME * FRAME:
         raise ConfigError(
             f"this model reads {encoding.unit} of {encoding.features} features per step; predicting from images needs "
