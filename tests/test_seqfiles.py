@@ -181,123 +181,136 @@ def test_ts_labels_keep_the_files_spelling(tmp_path):
 # --- .ts: what is refused -----------------------------------------------------------------------
 
 
-def ts_error(tmp_path, text, match):
+# Bad .ts files and the error each must get (the message names the line and what is wrong).
+TS_ERRORS = [
+    pytest.param(
+        "@problemName Stamps\n@timeStamps true\n@univariate true\n@classLabel true 1\n@data\n"
+        "(2007-01-01 00:00:00,241.97),(2007-01-01 00:01:00,241.75):1\n",
+        r"bad\.ts, line 2: timestamped series \(\(time,value\) pairs\) are not supported",
+        id="timestamps-are-refused-at-their-header-line",
+    ),
+    pytest.param(
+        "@univariate true\n@targetLabel true\n@data\n1,2:0.5\n",
+        r"line 2: this file holds a regression target",
+        id="regression-target-is-refused",
+    ),
+    pytest.param(
+        "# c\n@univariate true\n@colour blue\n@data\n",
+        r"line 3: unknown header key @colour",
+        id="unknown-header-key",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true a\n1,2:a\n@data\n",
+        r"line 3: a data line before @data",
+        id="data-line-before-data",
+    ),
+    pytest.param(
+        "# only a description\n@univariate true\n@classLabel true a\n",
+        r"no @data line",
+        id="no-data-line",
+    ),
+    pytest.param(
+        "@classLabel true a\n@data 1,2\n",
+        r"line 2: @data takes no value",
+        id="data-with-a-value",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true\n@data\n1:a\n",
+        r"line 2: @classLabel true lists no labels",
+        id="class-label-true-without-labels",
+    ),
+    pytest.param(
+        "@classLabel yes a b\n@data\n",
+        r"line 1: @classLabel expects true followed by the labels",
+        id="class-label-neither-true-nor-false",
+    ),
+    pytest.param(
+        "@univariate true\n@data\n1,2:a\n",
+        r"line 2: the header has no @classLabel line",
+        id="header-without-class-label",
+    ),
+    pytest.param(
+        "@equalLength true\n@seriesLength ten\n",
+        r"line 2: @seriesLength expects a positive integer, got 'ten'",
+        id="series-length-not-an-integer",
+    ),
+    pytest.param(
+        "@problemName P\n@missing maybe\n",
+        r"line 2: @missing expects true or false, got 'maybe'",
+        id="non-boolean",
+    ),
+    pytest.param(
+        "@univariate true\n@dimensions 3\n@classLabel false\n@data\n",
+        r"line 2: @dimensions 3 contradicts",
+        id="dimensions-contradict-univariate",
+    ),
+    pytest.param(
+        "@univariate false\n@dimensions 2\n@classLabel true a\n@data\n1,2:3,4:a\n1,2:a\n",
+        r"line 6: the case has 1 dimension\(s\) but 2 are expected",
+        id="wrong-number-of-dimensions-against-the-header",
+    ),
+    pytest.param(
+        "@univariate false\n@classLabel true a\n@data\n1:2:a\n1:2:3:a\n",
+        r"line 5: the case has 3 dimension\(s\) but 2 are expected",
+        id="wrong-number-of-dimensions-against-the-first-case",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true a b\n@data\n1,2:a\n3,4:c\n",
+        r"line 5: label 'c' is not among the @classLabel values declared on line 2 \(a b\)",
+        id="label-not-declared",
+    ),
+    pytest.param(
+        "@univariate false\n@dimensions 2\n@classLabel true a\n@data\n1,2,3:4,x5,6:a\n",
+        r"line 5: dimension 1, position 1: 'x5' is not a number",
+        id="non-numeric-value-names-dimension-and-position",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true a\n@data\n?,oops:a\n",
+        r"line 4: dimension 0, position 1: 'oops' is not a number",
+        id="non-numeric-value-after-a-missing-one",
+    ),
+    pytest.param(
+        "@missing true\n@univariate true\n@equalLength false\n@classLabel true a\n@data\n1,?,3:a\n",
+        r"line 6: dimension 0, position 1: missing \(\?\), NaN or infinite value \(1 in",
+        id="missing-value-inside-a-case",
+    ),
+    pytest.param(
+        "@missing true\n@univariate true\n@equalLength true\n@classLabel true a\n@data\n1,2,3:a\n4,?,?:a\n",
+        r"line 7: dimension 0, position 1: missing \(\?\), NaN or infinite value \(2 in",
+        id="trailing-missing-is-an-error-in-equal-length-files",
+    ),
+    pytest.param(
+        "@univariate true\n@equalLength true\n@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n",
+        r"line 7: the case has 2 values per dimension but the series length is 3",
+        id="case-length-differs-from-series-length",
+    ),
+    pytest.param(
+        "@univariate true\n@equalLength true\n@classLabel true a\n@data\n1,2,3:a\n1,2,3,4:a\n",
+        r"line 6: the case has 4 values per dimension but the series length is 3",
+        id="equal-length-without-series-length-uses-the-first-case",
+    ),
+    pytest.param(
+        "@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true a\n@data\n1,2,3:4,5:a\n",
+        r"line 6: the dimensions have different lengths \(3, 2\)",
+        id="dimensions-of-one-case-disagree",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true a\n@data\n\n\n",
+        r"no cases after @data \(line 3\); the file holds no sequences",
+        id="no-cases-after-data",
+    ),
+    pytest.param(
+        "@univariate true\n@classLabel true a\n@data\n1,2,3\n",
+        r"line 4: no class label",
+        id="case-without-label",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, match", TS_ERRORS)
+def test_ts_error(tmp_path, text, match):
     with pytest.raises(DataError, match=match):
         read_sequences(write(tmp_path, "bad.ts", text))
-
-
-def test_ts_timestamps_are_refused_at_their_header_line(tmp_path):
-    text = (
-        "@problemName Stamps\n@timeStamps true\n@univariate true\n@classLabel true 1\n@data\n"
-        "(2007-01-01 00:00:00,241.97),(2007-01-01 00:01:00,241.75):1\n"
-    )
-    ts_error(tmp_path, text, r"bad\.ts, line 2: timestamped series \(\(time,value\) pairs\) are not supported")
-
-
-def test_ts_regression_target_is_refused(tmp_path):
-    text = "@univariate true\n@targetLabel true\n@data\n1,2:0.5\n"
-    ts_error(tmp_path, text, r"line 2: this file holds a regression target")
-
-
-def test_ts_unknown_header_key(tmp_path):
-    ts_error(tmp_path, "# c\n@univariate true\n@colour blue\n@data\n", r"line 3: unknown header key @colour")
-
-
-def test_ts_data_line_before_data(tmp_path):
-    ts_error(tmp_path, "@univariate true\n@classLabel true a\n1,2:a\n@data\n", r"line 3: a data line before @data")
-
-
-def test_ts_no_data_line(tmp_path):
-    ts_error(tmp_path, "# only a description\n@univariate true\n@classLabel true a\n", r"no @data line")
-
-
-def test_ts_data_with_a_value(tmp_path):
-    ts_error(tmp_path, "@classLabel true a\n@data 1,2\n", r"line 2: @data takes no value")
-
-
-def test_ts_class_label_true_without_labels(tmp_path):
-    ts_error(tmp_path, "@univariate true\n@classLabel true\n@data\n1:a\n", r"line 2: @classLabel true lists no labels")
-
-
-def test_ts_class_label_neither_true_nor_false(tmp_path):
-    ts_error(tmp_path, "@classLabel yes a b\n@data\n", r"line 1: @classLabel expects true followed by the labels")
-
-
-def test_ts_header_without_class_label(tmp_path):
-    ts_error(tmp_path, "@univariate true\n@data\n1,2:a\n", r"line 2: the header has no @classLabel line")
-
-
-def test_ts_series_length_not_an_integer(tmp_path):
-    text = "@equalLength true\n@seriesLength ten\n"
-    ts_error(tmp_path, text, r"line 2: @seriesLength expects a positive integer, got 'ten'")
-
-
-def test_ts_non_boolean(tmp_path):
-    ts_error(tmp_path, "@problemName P\n@missing maybe\n", r"line 2: @missing expects true or false, got 'maybe'")
-
-
-def test_ts_dimensions_contradict_univariate(tmp_path):
-    text = "@univariate true\n@dimensions 3\n@classLabel false\n@data\n"
-    ts_error(tmp_path, text, r"line 2: @dimensions 3 contradicts")
-
-
-def test_ts_wrong_number_of_dimensions_against_the_header(tmp_path):
-    text = "@univariate false\n@dimensions 2\n@classLabel true a\n@data\n1,2:3,4:a\n1,2:a\n"
-    ts_error(tmp_path, text, r"line 6: the case has 1 dimension\(s\) but 2 are expected")
-
-
-def test_ts_wrong_number_of_dimensions_against_the_first_case(tmp_path):
-    text = "@univariate false\n@classLabel true a\n@data\n1:2:a\n1:2:3:a\n"
-    ts_error(tmp_path, text, r"line 5: the case has 3 dimension\(s\) but 2 are expected")
-
-
-def test_ts_label_not_declared(tmp_path):
-    text = "@univariate true\n@classLabel true a b\n@data\n1,2:a\n3,4:c\n"
-    ts_error(tmp_path, text, r"line 5: label 'c' is not among the @classLabel values declared on line 2 \(a b\)")
-
-
-def test_ts_non_numeric_value_names_dimension_and_position(tmp_path):
-    text = "@univariate false\n@dimensions 2\n@classLabel true a\n@data\n1,2,3:4,x5,6:a\n"
-    ts_error(tmp_path, text, r"line 5: dimension 1, position 1: 'x5' is not a number")
-
-
-def test_ts_non_numeric_value_after_a_missing_one(tmp_path):
-    text = "@univariate true\n@classLabel true a\n@data\n?,oops:a\n"
-    ts_error(tmp_path, text, r"line 4: dimension 0, position 1: 'oops' is not a number")
-
-
-def test_ts_missing_value_inside_a_case(tmp_path):
-    text = "@missing true\n@univariate true\n@equalLength false\n@classLabel true a\n@data\n1,?,3:a\n"
-    ts_error(tmp_path, text, r"line 6: dimension 0, position 1: missing \(\?\), NaN or infinite value \(1 in")
-
-
-def test_ts_trailing_missing_is_an_error_in_equal_length_files(tmp_path):
-    text = "@missing true\n@univariate true\n@equalLength true\n@classLabel true a\n@data\n1,2,3:a\n4,?,?:a\n"
-    ts_error(tmp_path, text, r"line 7: dimension 0, position 1: missing \(\?\), NaN or infinite value \(2 in")
-
-
-def test_ts_case_length_differs_from_series_length(tmp_path):
-    text = "@univariate true\n@equalLength true\n@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n"
-    ts_error(tmp_path, text, r"line 7: the case has 2 values per dimension but the series length is 3")
-
-
-def test_ts_equal_length_without_series_length_uses_the_first_case(tmp_path):
-    text = "@univariate true\n@equalLength true\n@classLabel true a\n@data\n1,2,3:a\n1,2,3,4:a\n"
-    ts_error(tmp_path, text, r"line 6: the case has 4 values per dimension but the series length is 3")
-
-
-def test_ts_dimensions_of_one_case_disagree(tmp_path):
-    text = "@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true a\n@data\n1,2,3:4,5:a\n"
-    ts_error(tmp_path, text, r"line 6: the dimensions have different lengths \(3, 2\)")
-
-
-def test_ts_no_cases_after_data(tmp_path):
-    text = "@univariate true\n@classLabel true a\n@data\n\n\n"
-    ts_error(tmp_path, text, r"no cases after @data \(line 3\); the file holds no sequences")
-
-
-def test_ts_case_without_label(tmp_path):
-    ts_error(tmp_path, "@univariate true\n@classLabel true a\n@data\n1,2,3\n", r"line 4: no class label")
 
 
 # --- .npz ---------------------------------------------------------------------------------------
@@ -480,39 +493,44 @@ def csv_error(tmp_path, text, match, label_column=None):
         read_sequences(write(tmp_path, "bad.csv", text), label_column=label_column)
 
 
-def test_csv_unknown_label_name_lists_the_header(tmp_path):
-    match = r"no column named 'label' in the header \(line 1: 't0', 't1', 'y'\)"
-    csv_error(tmp_path, "t0,t1,y\n1,2,a\n", match, label_column="label")
+# Bad .csv files, the label column given, and the error each must get.
+CSV_ERRORS = [
+    pytest.param(
+        "t0,t1,y\n1,2,a\n",
+        r"no column named 'label' in the header \(line 1: 't0', 't1', 'y'\)",
+        "label",
+        id="unknown-label-name-lists-the-header",
+    ),
+    pytest.param("a,1,2\n", r"label column 3 is out of range: line 1 has 3 columns", 3, id="label-index-out-of-range"),
+    pytest.param(
+        "a,1,2,3\nb,1,,3\n",
+        r"bad\.csv, line 2, column 2: empty cell followed by a value",
+        None,
+        id="empty-cell-followed-by-a-value",
+    ),
+    pytest.param(
+        "label,v0,v1\na,1,2\nb,1,two\n",
+        r"line 3, column 2: 'two' is not a number",
+        None,
+        id="non-numeric-value",
+    ),
+    pytest.param("a,1,2\n,3,4\n", r"line 2: labels missing: column 0 is empty", None, id="label-missing"),
+    pytest.param(
+        "a,1,2\nb,,\n",
+        r"line 2: the row has a label but no values",
+        None,
+        id="row-with-a-label-and-no-values",
+    ),
+    pytest.param("label,t0,t1\n", r"only a header row; the file holds no sequences", None, id="only-a-header"),
+    pytest.param("\n\n , \n", r"no rows with values; the file holds no sequences", None, id="only-blank-lines"),
+]
 
 
-def test_csv_label_index_out_of_range(tmp_path):
-    csv_error(tmp_path, "a,1,2\n", r"label column 3 is out of range: line 1 has 3 columns", 3)
-
-
-def test_csv_empty_cell_followed_by_a_value(tmp_path):
-    csv_error(tmp_path, "a,1,2,3\nb,1,,3\n", r"bad\.csv, line 2, column 2: empty cell followed by a value")
-
-
-def test_csv_non_numeric_value(tmp_path):
-    csv_error(tmp_path, "label,v0,v1\na,1,2\nb,1,two\n", r"line 3, column 2: 'two' is not a number")
+@pytest.mark.parametrize("text, match, label_column", CSV_ERRORS)
+def test_csv_error(tmp_path, text, match, label_column):
+    csv_error(tmp_path, text, match, label_column)
 
 
 @pytest.mark.parametrize("cell", ["nan", "inf", "-Infinity", "1e39"])
 def test_csv_non_finite_value(tmp_path, cell):
     csv_error(tmp_path, f"a,1,2\nb,3,{cell}\n", rf"line 2, column 2: '{cell}' is NaN or infinite")
-
-
-def test_csv_label_missing(tmp_path):
-    csv_error(tmp_path, "a,1,2\n,3,4\n", r"line 2: labels missing: column 0 is empty")
-
-
-def test_csv_row_with_a_label_and_no_values(tmp_path):
-    csv_error(tmp_path, "a,1,2\nb,,\n", r"line 2: the row has a label but no values")
-
-
-def test_csv_only_a_header(tmp_path):
-    csv_error(tmp_path, "label,t0,t1\n", r"only a header row; the file holds no sequences")
-
-
-def test_csv_only_blank_lines(tmp_path):
-    csv_error(tmp_path, "\n\n , \n", r"no rows with values; the file holds no sequences")
