@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache, the real MNIST files, and a real HTTP server on 127.0.0.1."""
+"""Shared fixtures: an isolated cache, the real MNIST and Fashion-MNIST files, and a real HTTP
+server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 # Read once, before the per-test isolation below removes it from the environment.
@@ -33,6 +36,28 @@ def mnist_dir() -> Path:
             pytest.fail(f"MNIST files not found in {directory}; CI must set SEQLSTM_DATA")
         pytest.skip(f"MNIST files not found in {directory}; set SEQLSTM_DATA to a folder holding mnist/")
     return directory
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it (`.ci/run` installs it in CI)."""
+    directory = Path("/usr/share/datasets/fashion-mnist")
+    if not directory.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{directory} not found; CI must install dataset-fashion-mnist")
+        pytest.skip(f"{directory} not found: apt-get install dataset-fashion-mnist")
+    return directory
+
+
+def product_photo(image: np.ndarray, seed: int) -> np.ndarray:
+    """A uint8 (28, 28) Fashion-MNIST image as a product photo: the article dark on an off-white
+    background (as Zalando's were before negation), enlarged 6x, with seeded uneven margins."""
+    margins = np.random.default_rng(seed).integers(5, 80, size=4)
+    top, left, bottom, right = (int(m) for m in margins)
+    article = np.asarray(Image.fromarray(255 - image).resize((168, 168), Image.Resampling.BICUBIC))
+    photo = np.full((168 + top + bottom, 168 + left + right), 250, dtype=np.uint8)
+    photo[top : top + 168, left : left + 168] = article
+    return photo
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -166,3 +166,31 @@ def test_recipe_init_opens_the_memory_gate_of_every_cell(cell):
             torch.testing.assert_close(block @ block.T, eye, atol=1e-5, rtol=0)
         if input_weights:
             torch.testing.assert_close(getattr(core, input_weights), before[input_weights])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
+def test_chrono_init_spreads_the_memory_gates_up_to_the_sequence_length(cell):
+    from seqlstm.model import lstm_init
+
+    hidden, memory = 64, 784
+    torch.manual_seed(0)
+    core = LSTMClassifier(1, hidden_size=hidden, num_layers=2, num_classes=3, cell=cell).lstm
+    lstm_init(core, memory=memory)
+    for k in range(2):
+        prefix = "bias_ih" if cell != "seed" else "bias_gates"
+        bias = getattr(core, f"{prefix}_l{k}").detach()
+        # log U(1, memory - 1): a gate bias b keeps a cell's content for about e^b steps, so the
+        # units' memories are spread evenly from 1 step to the whole sequence.
+        steps = bias[hidden : 2 * hidden].exp()
+        assert steps.min() >= 1 - 1e-4 and steps.max() <= memory - 1 + 1e-2
+        assert abs(steps.mean() - memory / 2) < 120
+        keep = steps.log()
+        # The input gate opens as much as the memory gate closes; GRU's reset gate r is no input gate.
+        torch.testing.assert_close(bias[:hidden], torch.zeros(hidden) if cell == "gru" else -keep)
+        assert bias[2 * hidden :].abs().sum() == 0
+    # Drawn from torch's generator: the same seed draws the same biases.
+    torch.manual_seed(0)
+    again = LSTMClassifier(1, hidden_size=hidden, num_layers=2, num_classes=3, cell=cell).lstm
+    lstm_init(again, memory=memory)
+    for (name, a), b in zip(core.named_parameters(), again.parameters()):
+        assert torch.equal(a, b), name

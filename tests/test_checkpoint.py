@@ -130,12 +130,15 @@ def test_checkpoints_from_before_cells_and_recipes_load_as_they_were_trained(tmp
     path = save_checkpoint(tmp_path / "old.ckpt", model, TrainConfig())
     raw = torch.load(path, weights_only=True)
     del raw["model_args"]["cell"], raw["config"]["cell"]
-    for key in ("recipe", "precision", "schedule", "clip_grad", "init", "augment_shift"):
+    recipe_keys = ("recipe", "precision", "schedule", "clip_grad", "init", "augment_shift", "normalize",
+                   "label_smoothing", "weight_decay")
+    for key in recipe_keys:
         del raw["config"][key]
     torch.save(raw, path)
     loaded, config = load_checkpoint(path)
     assert loaded.cell == config.cell == "lstm"
     assert (config.recipe, config.precision, config.schedule) == ("tutorial", "fp32", "constant")
+    assert (config.normalize, config.label_smoothing, config.weight_decay, config.lr) == ("none", 0.0, 0.0, 0.01)
     x = torch.rand(2, 28, 28)
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
 

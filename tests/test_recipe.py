@@ -35,7 +35,10 @@ def test_recipes_fill_only_what_is_not_set():
         (dict(precision="fp16"), "precision must be one of auto, fp32, bf16"),
         (dict(schedule="cosine"), "schedule must be one of onecycle, constant"),
         (dict(clip_grad=-1.0), "clip_grad must be >= 0"),
-        (dict(init="xavier"), "init must be one of lstm, default"),
+        (dict(init="xavier"), "init must be one of lstm, chrono, default"),
+        (dict(label_smoothing=1.0), r"label_smoothing must be from 0 \(none\) to below 1, got 1.0"),
+        (dict(lr=0.0), "lr must be positive, got 0.0"),
+        (dict(weight_decay=-0.1), r"weight_decay must be >= 0 \(0: none\), got -0.1"),
         (dict(augment_shift=-1), "augment_shift must be an integer >= 0"),
     ],
 )
@@ -77,16 +80,24 @@ class Tutorial(nn.Module):
         return self.fc(out[:, -1, :])
 
 
-def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir):
+@pytest.mark.parametrize("label_smoothing, weight_decay", [(None, None), (0.2, 0.05)])
+def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir, label_smoothing, weight_decay):
+    """And --label-smoothing and --weight-decay change only the loss and the optimizer, to PyTorch's
+    smoothed cross-entropy and AdamW."""
     steps, seed = 12, 5
     result = train(TrainConfig(recipe="tutorial", data_dir=str(mnist_dir), max_steps=steps, log_every=1, seed=seed,
-                               out=str(tmp_path / "m.ckpt"), run_dir=str(tmp_path / "run")), log=lambda line: None)
+                               label_smoothing=label_smoothing, weight_decay=weight_decay,
+                               out=str(tmp_path / "m.ckpt"), run_dir=str(tmp_path / "run")),
+                   log=lambda line: None)
 
     images, labels = load_dataset("mnist", "train", mnist_dir)
     torch.manual_seed(seed)
     model = Tutorial()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    criterion = nn.CrossEntropyLoss()
+    if weight_decay:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing or 0.0)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     losses = []
     for batch in order.split(100)[:steps]:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from conftest import run_cli
+from conftest import product_photo, run_cli
 from seqlstm import ConfigError, DataError, LSTMClassifier, TrainConfig, evaluate_checkpoint, explain, load_checkpoint, train
 from seqlstm.checkpoint import save_checkpoint
+from seqlstm.data import load_dataset
 from seqlstm.data.datasets import stratified_test_rows
 from seqlstm.data.sequences import image_encoding
 from seqlstm.predict import predict_files
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
@@ -68,13 +66,24 @@ def test_a_view_trains_and_every_later_command_reads_by_it(tmp_path, mnist_dir, 
     assert (again.correct, again.total) == (result.evaluation.correct, 10000)
 
 
-def test_the_fast_recipe_standardises_fashion_and_files_but_not_mnist():
-    assert (TrainConfig().normalize, TrainConfig().augment_shift) == ("none", 1)
+def test_the_fast_recipe_changes_fashion_the_pixel_views_and_files_as_measured():
+    mnist = TrainConfig()
+    assert (mnist.normalize, mnist.augment_shift, mnist.lr, mnist.label_smoothing, mnist.weight_decay, mnist.init) == (
+        "none", 1, 0.01, 0.0, 0.0, "lstm")
     fashion = TrainConfig(dataset="fashion-mnist")
-    assert (fashion.normalize, fashion.augment_shift) == ("standard", 0)
-    assert TrainConfig(dataset="fashion-mnist", augment_shift=2, normalize="none").augment_shift == 2
+    assert (fashion.normalize, fashion.augment_shift, fashion.lr, fashion.label_smoothing, fashion.weight_decay) == (
+        "standard", 0, 0.005, 0.1, 0.01)
+    assert TrainConfig(dataset="fashion-mnist", augment_shift=2, normalize="none", lr=0.02).lr == 0.02
+    for view in ("pixels", "permuted"):
+        pixels = TrainConfig(view=view)
+        assert (pixels.init, pixels.normalize, pixels.lr, pixels.augment_shift) == ("chrono", "standard", 0.001, 1)
+        # The view's rate wins over the dataset's; the dataset's other choices stay.
+        fashion_pixels = TrainConfig(dataset="fashion-mnist", view=view)
+        assert (fashion_pixels.lr, fashion_pixels.label_smoothing, fashion_pixels.augment_shift) == (0.001, 0.1, 0)
     assert TrainConfig(dataset="data/x.TS").normalize == TrainConfig(dataset="x.npz", recipe="tutorial").normalize == "standard"
-    assert TrainConfig(dataset="fashion-mnist", recipe="tutorial").normalize == "none"
+    tutorial = TrainConfig(dataset="fashion-mnist", view="pixels", recipe="tutorial")
+    assert (tutorial.normalize, tutorial.lr, tutorial.label_smoothing, tutorial.weight_decay, tutorial.init) == (
+        "none", 0.01, 0.0, 0.0, "default")
 
 
 def test_onnx_export_applies_the_view_and_reads_lengths(tmp_path, mnist_dir):
@@ -298,11 +307,27 @@ def test_evaluate_on_another_labelled_file(tmp_path):
     assert "this model reads sequences; give a .npz, .ts, .csv file" in results[1].error
 
 
-@pytest.mark.skipif(not FASHION.is_dir() and not os.environ.get("CI"), reason="Debian's dataset-fashion-mnist is not installed")
-def test_fashion_mnist_from_the_system_package_learns(tmp_path):
-    result = train(TrainConfig(dataset="fashion-mnist", epochs=1, out=str(tmp_path / "f.ckpt"), run_dir=str(tmp_path / "run")),
+def test_fashion_mnist_from_the_system_package_learns_and_predicts_product_photos(tmp_path, fashion_dir):
+    """The default run: 2 epochs of the fast recipe's Fashion-MNIST settings; then predict on photos."""
+    result = train(TrainConfig(dataset="fashion-mnist", out=str(tmp_path / "f.ckpt"), run_dir=str(tmp_path / "run")),
                    log=lambda line: None)
-    assert result.evaluation.accuracy >= 84.0, result.evaluation.summary()
+    # 88.04 % measured on the development CPU with 2 threads (88.22 / 88.17 % at seeds 1 / 2); the
+    # floor leaves room for other CPUs, whose kernels, thread counts or lack of bf16 change the last
+    # bits of every step (the same settings on 1 thread measured 87.8-88.3 %).
+    assert result.evaluation.accuracy >= 87.5, result.evaluation.summary()
     evaluated = run_cli("evaluate", str(tmp_path / "f.ckpt"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "Ankle boot" in evaluated.stdout and "T-shirt/top" in evaluated.stdout
+
+    # Test images turned into product photos (dark on off-white, enlarged, off-centre) are prepared
+    # the way Fashion-MNIST's were and recognised about as often as the images themselves (89.7 %
+    # of 300 here, as the originals; MNIST's handwriting preparation gets 45.7 %).
+    images, labels = load_dataset("fashion-mnist", "test", fashion_dir)
+    photos = []
+    for index in range(60):
+        photos.append(tmp_path / f"photo{index}.png")
+        Image.fromarray(product_photo(images[index].numpy(), index)).save(photos[-1])
+    predictions = predict_files(tmp_path / "f.ckpt", photos, top_k=1, device="cpu")
+    classes = result.model.encoding.classes
+    right = sum(p.top[0].label == classes[label] for p, label in zip(predictions, labels[:60].tolist()))
+    assert right >= 45, f"{right} of 60 photos recognised"

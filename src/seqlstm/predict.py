@@ -1,17 +1,19 @@
-"""Predictions: the top classes for MNIST-style images, for a user's image or array files, and for
-the sequences in a user's .npz, .ts or .csv file."""
+"""Predictions: the top classes for MNIST-style images, for a user's image or array files (prepared
+the way the model's training images were), and for the sequences in a user's .npz, .ts or .csv file."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .checkpoint import encoding_of, load_checkpoint
+from .data.articles import fashion_style
 from .data.digits import FRAME, mnist_style
 from .data.datasets import label_column
 from .data.seqfiles import SUPPORTED, read_sequences
@@ -20,6 +22,10 @@ from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
 from .evaluate import logits_of
+
+# How a user's picture becomes a frame like those a model trained on: by the model's dataset,
+# handwriting (MNIST's preparation) for any other.
+STYLES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"mnist": mnist_style, "fashion-mnist": fashion_style}
 
 
 @dataclass(frozen=True)
@@ -83,31 +89,33 @@ def check_reads_images(model: torch.nn.Module) -> None:
         )
 
 
-def prepare_file(path: str | os.PathLike, preprocess: bool = True) -> np.ndarray:
-    """The uint8 (28, 28) MNIST-style image the model sees for the image or `.npy` file at `path`.
+def prepare_file(path: str | os.PathLike, preprocess: bool = True, style: str = "mnist") -> np.ndarray:
+    """The uint8 (28, 28) image the model sees for the image or `.npy` file at `path`.
 
-    With `preprocess=False` the file must already be 28x28 with bright ink on black.
-    Raises InputError naming the file.
+    `style` names the dataset whose preparation to repeat (see `prepare_image`). With
+    `preprocess=False` the file must already be 28x28, bright on black. Raises InputError naming the file.
     """
-    return prepare_image(read_grayscale(path), preprocess, str(path))
+    return prepare_image(read_grayscale(path), preprocess, str(path), style)
 
 
-def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image") -> np.ndarray:
-    """The uint8 (28, 28) MNIST-style image the model sees for the uint8 (H, W) picture `gray`.
+def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image", style: str = "mnist") -> np.ndarray:
+    """The uint8 (28, 28) image the model sees for the uint8 (H, W) picture `gray`.
 
-    `gray` is as `read_grayscale` returns it (either polarity, any size); with `preprocess=False`
-    it must already be 28x28 with bright ink on black. Raises InputError starting with `name`.
+    `gray` is as `read_grayscale` returns it (either polarity, any size). `style`: the dataset the
+    model was trained on; "fashion-mnist" prepares a product photo as Fashion-MNIST's were
+    (`fashion_style`), any other name a handwritten character as MNIST's (`mnist_style`). With
+    `preprocess=False` it must already be 28x28, bright on black. Raises InputError starting with `name`.
     """
     if not preprocess:
         if gray.shape != (FRAME, FRAME):
             raise InputError(
                 f"{name}: is {gray.shape[1]}x{gray.shape[0]} pixels; without preprocessing the input must be "
-                f"{FRAME}x{FRAME} and MNIST-like (bright ink on black); turn preprocessing on (drop "
+                f"{FRAME}x{FRAME} and like the training images (bright on black); turn preprocessing on (drop "
                 "--no-preprocess) to prepare it"
             )
         return gray
     try:
-        return mnist_style(gray)
+        return STYLES.get(style, mnist_style)(gray)
     except InputError as e:
         raise InputError(f"{name}: {e}") from None
 
@@ -122,8 +130,8 @@ def predict_files(
 ) -> list[FilePrediction]:
     """Load `checkpoint` and predict each file; a file that fails gets its error, the rest go on.
 
-    A model trained on images takes image or .npy files, one character each; a model trained on
-    sequences takes .npz, .ts or .csv files and predicts every sequence in them (`file[i]`).
+    A model trained on images takes image or .npy files, one character (or, for Fashion-MNIST, one
+    article) each, prepared as its training images were; a model trained on sequences takes .npz, .ts or .csv files and predicts every sequence in them (`file[i]`).
     `save_preprocessed`: a folder to write each prepared 28x28 image to, as `<file stem>.png`.
     Raises (instead of returning per-file errors) only for what stops every file: an unreadable
     checkpoint, an unknown device, a bad `top_k`.
@@ -141,7 +149,7 @@ def predict_files(
     prepared = {}
     for index, (result, path) in enumerate(zip(results, files)):
         try:
-            prepared[index] = prepare_file(path, preprocess)
+            prepared[index] = prepare_file(path, preprocess, config.dataset)
         except InputError as e:
             result.error = str(e)
     if save_preprocessed is not None and prepared:

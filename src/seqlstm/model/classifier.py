@@ -63,7 +63,6 @@ class LSTMClassifier(nn.Module):
         last = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
         return self.fc(out.gather(1, last).squeeze(1))
 
-
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """x (batch, seq, features) standardised with the model's input statistics."""
         return (x - self.input_mean) / self.input_std
@@ -77,7 +76,7 @@ def identity_for_missing_statistics(module: LSTMClassifier, state_dict: dict, pr
             state_dict[prefix + name] = torch.full_like(default, 0.0 if name == "input_mean" else 1.0)
 
 
-def lstm_init(core: nn.Module) -> None:
+def lstm_init(core: nn.Module, memory: int | None = None) -> None:
     """Re-initialise a recurrent core in place: memory gate open, orthogonal recurrent weights per gate.
 
     A forget gate that starts half-closed (PyTorch's default bias ~0) erases the cell state at
@@ -86,11 +85,19 @@ def lstm_init(core: nn.Module) -> None:
     Jacobian's singular values near 1, so signals neither vanish nor explode across the 28 steps.
     The input weights keep their default.
 
-    Per cell: nn.LSTM opens its forget gate f; nn.GRU its update gate z (which keeps the old
-    state); the seed cell its Γf. The recurrent blocks are nn.LSTM/nn.GRU's `weight_hh` row blocks,
-    and the seed cell's columns acting on a<t-1> in W_g (one block per gate) and W_c.
+    `memory` (steps) asks instead for the "chrono" initialisation (Tallec & Ollivier, 2018): each
+    unit's memory-gate bias drawn as log U(1, memory - 1), and an input gate's bias its negative.
+    A bias of 1 keeps a cell's content for a few steps only; over 784 one-pixel steps the digit lies
+    hundreds of steps before the answer, and these biases spread the units' memories over every
+    time scale up to the whole sequence. Draws from torch's global generator.
+
+    Per cell: nn.LSTM opens its forget gate f (input gate i); nn.GRU its update gate z (which keeps
+    the old state, and has no separate input gate); the seed cell its Γf (input gate Γu). The
+    recurrent blocks are nn.LSTM/nn.GRU's `weight_hh` row blocks, and the seed cell's columns acting
+    on a<t-1> in W_g (one block per gate) and W_c.
     """
     hidden = core.hidden_size
+    gru = isinstance(core, nn.GRU)
     with torch.no_grad():
         for name, param in core.named_parameters():
             if name.startswith("weight_hh"):
@@ -100,8 +107,15 @@ def lstm_init(core: nn.Module) -> None:
                 for gate in param[:, :hidden].split(hidden):  # seed: rows Γu, Γf, Γo, Γr (W_g) or c~ (W_c)
                     nn.init.orthogonal_(gate)
             elif name.startswith(("bias_ih", "bias_gates")):
-                # Row block 1 is the memory gate in all three layouts: f (i, f, g, o), z (r, z, n), Γf (Γu, Γf, Γo, Γr).
+                # Row block 0 is the input gate (i, Γu) and block 1 the memory gate in all three
+                # layouts: f (i, f, g, o), z (r, z, n), Γf (Γu, Γf, Γo, Γr).
                 param.zero_()
-                param[hidden : 2 * hidden] = 1.0
+                if memory is None:
+                    param[hidden : 2 * hidden] = 1.0
+                else:
+                    keep = torch.log(torch.empty(hidden).uniform_(1.0, max(memory - 1.0, 1.0)))
+                    param[hidden : 2 * hidden] = keep
+                    if not gru:
+                        param[:hidden] = -keep
             elif name.startswith(("bias_hh", "bias_candidate")):
                 param.zero_()
