@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..errors import InputError
-from .digits import FRAME
+from .digits import FRAME, fit_box
 
 # Zalando trimmed edges within 5 % of the full range of the corner pixels' colour: closer than
 # this to the background is background (paper texture, JPEG noise, a faint shadow).
@@ -43,16 +43,7 @@ def fashion_style(gray: np.ndarray) -> np.ndarray:
     # The background becomes Fashion-MNIST's black (0); the article keeps its grey levels.
     article = np.clip((levels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] - background)
                       / (255 - background), 0, 1)
-    return centre_in_frame(sharpen(fit_longest_edge(article)))
-
-
-def fit_longest_edge(article: np.ndarray) -> np.ndarray:
-    """float32 (h, w) in [0, 1] -> float32 with its longer side FRAME px, aspect kept, anti-aliased."""
-    height, width = article.shape
-    scale = FRAME / max(height, width)
-    size = (max(1, min(FRAME, round(width * scale))), max(1, min(FRAME, round(height * scale))))
-    scaled = Image.fromarray(np.ascontiguousarray(article, dtype=np.float32)).resize(size, Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(scaled, dtype=np.float32), 0, 1)
+    return centre_in_frame(sharpen(fit_box(article, FRAME)))
 
 
 def sharpen(article: np.ndarray) -> np.ndarray:

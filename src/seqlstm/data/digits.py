@@ -71,10 +71,10 @@ def quantile(counts: np.ndarray, q: float) -> int:
     return int(np.searchsorted(np.cumsum(counts), q * counts.sum()))
 
 
-def fit_box(ink: np.ndarray) -> np.ndarray:
-    """float32 (h, w) cropped ink -> float32 with the longer side BOX px, aspect kept, anti-aliased."""
+def fit_box(ink: np.ndarray, side: int = BOX) -> np.ndarray:
+    """float32 (h, w) cropped ink in [0, 1] -> float32 with the longer side `side` px, aspect kept, anti-aliased."""
     height, width = ink.shape
-    scale = BOX / max(height, width)
+    scale = side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Lanczos averages over the source pixels each output pixel covers when shrinking (the
     # anti-aliasing) and interpolates smoothly when enlarging a small drawing; its slight
