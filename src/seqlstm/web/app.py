@@ -159,11 +159,12 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     async def predict(
         request: Request,
         traces: bool = Query(True, description="include the gate traces (false: a small, fast answer)"),
-        preprocess: bool = Query(True, description="prepare the image the way MNIST's were, as `seqlstm predict` does"),
+        preprocess: bool = Query(True, description="prepare the image the way the training images were (MNIST's or "
+                                                   "Fashion-MNIST's), as `seqlstm predict` does"),
     ) -> JSONResponse:
         media = media_type(request)
         body = await read_body(request)
-        reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces)
+        reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces, config.dataset)
         return JSONResponse(reading)
 
     return app
@@ -198,10 +199,11 @@ def too_large(what: str) -> HTTPException:
 
 
 def read_drawing(
-    model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool
+    model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool, style: str
 ) -> dict:
-    """The API's answer for one request body (see `Reading`); HTTP 400 when the body cannot be
-    decoded, 422 when it is no usable picture of a character."""
+    """The API's answer for one request body (see `Reading`), the picture prepared as `style`'s
+    (the model's dataset) were; HTTP 400 when the body cannot be decoded, 422 when it is no usable
+    picture of a character."""
     if not body:
         raise HTTPException(400, f"the body is empty; {SEND}")
     png = media == "image/png"
@@ -210,7 +212,7 @@ def read_drawing(
     except InputError as e:
         raise HTTPException(400, str(e)) from None
     try:
-        image = prepare_image(decoded if png else json_image(decoded), preprocess, "the image")
+        image = prepare_image(decoded if png else json_image(decoded), preprocess, "the image", style)
     except InputError as e:
         raise HTTPException(422, str(e)) from None
     with torch.inference_mode():
