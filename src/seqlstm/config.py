@@ -83,7 +83,8 @@ class TrainConfig:
     precision: str | None = None  # auto (bf16 where the hardware has it) | fp32 | bf16
     schedule: str | None = None  # onecycle (peaking at lr) | constant
     clip_grad: float | None = None  # max gradient norm; 0 disables clipping
-    init: str | None = None  # lstm (forget-gate bias 1, orthogonal recurrent weights) | chrono (memories up to the sequence's length) | default
+    # lstm (forget-gate bias 1, orthogonal recurrent weights) | chrono (memories up to the sequence's length) | default
+    init: str | None = None
     augment_shift: int | None = None  # shift training images by up to this many pixels; 0: off
     normalize: str | None = None  # standard (each input feature to mean 0, std 1 over the training set) | none
     lr: float | None = None  # Adam's (peak) learning rate: the tutorial's 0.01 but for the exceptions above

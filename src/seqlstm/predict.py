@@ -115,7 +115,7 @@ def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image"
             )
         return gray
     try:
-        return STYLES.get(style, mnist_style)(gray)
+        return STYLES.get(style.lower(), mnist_style)(gray)
     except InputError as e:
         raise InputError(f"{name}: {e}") from None
 
@@ -131,7 +131,8 @@ def predict_files(
     """Load `checkpoint` and predict each file; a file that fails gets its error, the rest go on.
 
     A model trained on images takes image or .npy files, one character (or, for Fashion-MNIST, one
-    article) each, prepared as its training images were; a model trained on sequences takes .npz, .ts or .csv files and predicts every sequence in them (`file[i]`).
+    article) each, prepared as its training images were; a model trained on sequences takes .npz,
+    .ts or .csv files and predicts every sequence in them (`file[i]`).
     `save_preprocessed`: a folder to write each prepared 28x28 image to, as `<file stem>.png`.
     Raises (instead of returning per-file errors) only for what stops every file: an unreadable
     checkpoint, an unknown device, a bad `top_k`.
