@@ -64,6 +64,8 @@ def test_a_view_trains_and_every_later_command_reads_by_it(tmp_path, mnist_dir, 
         assert torch.equal(model.encoding.permutation, image_encoding(model.encoding.classes, 28, 28, view, 3).permutation)
     again = evaluate_checkpoint(result.checkpoint, device="cpu")
     assert (again.correct, again.total) == (result.evaluation.correct, 10000)
+    explained = explain(result.checkpoint, 0, out=tmp_path / "g.png", device="cpu")
+    assert explained.inputs.shape == (784, 1) and explained.figure.stat().st_size > 0
 
 
 def test_the_fast_recipe_changes_fashion_the_pixel_views_and_files_as_measured():

@@ -79,8 +79,8 @@ def style_of(name: str, values: np.ndarray, cell: str) -> dict:
 def gate_figure(explanation: "Explanation") -> Figure:
     """The whole story of one sample in one figure.
 
-    Top: the input (the image, or the sequence read; row t is step t) beside the class
-    probabilities after each step.
+    Top: the input (the image read by rows, a one-value sequence's trace, or the sequence's
+    features; step t is row t) beside the class probabilities after each step.
     Middle: one heatmap per traced quantity and layer, steps down (aligned with the image rows)
     and units across, the same unit in the same column of every panel of a layer.
     Bottom: per layer, each gate's mean over the units and the norm of the memory, per step.
@@ -114,8 +114,16 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
         image_ax.set_title("input: row t is step t")
         image_ax.set_ylabel("step (image row)")
         image_ax.set_xlabel("feature (pixel column)")
+    elif e.inputs.shape[1] == 1:
+        # One value per step (the pixel views, a univariate series): its trace, steps down as in
+        # every other panel, reads better than a one-column heatmap.
+        image_ax.plot(e.inputs[:, 0].numpy(), np.arange(1, steps + 1), color="tab:purple", linewidth=0.8)
+        image_ax.set_ylim(steps + 0.5, 0.5)
+        image_ax.set_title("input: value at step t")
+        image_ax.set_ylabel("step")
+        image_ax.set_xlabel("value")
     else:
-        # Pixel views and the user's sequences: what the model read, one step per row.
+        # The user's multivariate sequences: what the model read, one step per row.
         features = e.inputs.shape[1]
         shown_input = image_ax.imshow(e.inputs.numpy(), cmap="viridis", aspect="auto", interpolation="nearest",
                                       extent=(-0.5, features - 0.5, steps + 0.5, 0.5))
