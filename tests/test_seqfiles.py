@@ -495,32 +495,16 @@ def csv_error(tmp_path, text, match, label_column=None):
 
 # Bad .csv files, the label column given, and the error each must get.
 CSV_ERRORS = [
-    pytest.param(
-        "t0,t1,y\n1,2,a\n",
-        r"no column named 'label' in the header \(line 1: 't0', 't1', 'y'\)",
-        "label",
-        id="unknown-label-name-lists-the-header",
-    ),
+    pytest.param("t0,t1,y\n1,2,a\n", r"no column named 'label' in the header \(line 1: 't0', 't1', 'y'\)", "label",
+                 id="unknown-label-name-lists-the-header"),
     pytest.param("a,1,2\n", r"label column 3 is out of range: line 1 has 3 columns", 3, id="label-index-out-of-range"),
-    pytest.param(
-        "a,1,2,3\nb,1,,3\n",
-        r"bad\.csv, line 2, column 2: empty cell followed by a value",
-        None,
-        id="empty-cell-followed-by-a-value",
-    ),
-    pytest.param(
-        "label,v0,v1\na,1,2\nb,1,two\n",
-        r"line 3, column 2: 'two' is not a number",
-        None,
-        id="non-numeric-value",
-    ),
+    pytest.param("a,1,2,3\nb,1,,3\n", r"bad\.csv, line 2, column 2: empty cell followed by a value", None,
+                 id="empty-cell-followed-by-a-value"),
+    pytest.param("label,v0,v1\na,1,2\nb,1,two\n", r"line 3, column 2: 'two' is not a number", None,
+                 id="non-numeric-value"),
     pytest.param("a,1,2\n,3,4\n", r"line 2: labels missing: column 0 is empty", None, id="label-missing"),
-    pytest.param(
-        "a,1,2\nb,,\n",
-        r"line 2: the row has a label but no values",
-        None,
-        id="row-with-a-label-and-no-values",
-    ),
+    pytest.param("a,1,2\nb,,\n", r"line 2: the row has a label but no values", None,
+                 id="row-with-a-label-and-no-values"),
     pytest.param("label,t0,t1\n", r"only a header row; the file holds no sequences", None, id="only-a-header"),
     pytest.param("\n\n , \n", r"no rows with values; the file holds no sequences", None, id="only-blank-lines"),
 ]
