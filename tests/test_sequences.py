@@ -76,6 +76,9 @@ def test_the_fast_recipe_changes_fashion_the_pixel_views_and_files_as_measured()
     assert (fashion.normalize, fashion.augment_shift, fashion.lr, fashion.label_smoothing, fashion.weight_decay) == (
         "standard", 0, 0.005, 0.1, 0.01)
     assert TrainConfig(dataset="fashion-mnist", augment_shift=2, normalize="none", lr=0.02).lr == 0.02
+    # A name in any case is the dataset's one spelling, with its recipe.
+    typed = TrainConfig(dataset="Fashion-MNIST")
+    assert (typed.dataset, typed.lr, typed.label_smoothing) == ("fashion-mnist", 0.005, 0.1)
     for view in ("pixels", "permuted"):
         pixels = TrainConfig(view=view)
         assert (pixels.init, pixels.normalize, pixels.lr, pixels.augment_shift) == ("chrono", "standard", 0.001, 1)

@@ -80,7 +80,7 @@ def encoding_of(model: torch.nn.Module, dataset: str | None = None) -> Encoding:
         return model.encoding
     hparams = getattr(model, "hparams", {})
     count, features = hparams.get("num_classes", 0), hparams.get("input_size", 0)
-    known = DATASETS.get(dataset) if dataset is not None else None
+    known = DATASETS.get(dataset)
     named = known is not None and len(known.classes) == count
     return legacy_encoding(known.classes if named else tuple(str(k) for k in range(count)), features)
 

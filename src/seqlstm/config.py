@@ -47,12 +47,12 @@ CHOICES = dict(
 
 
 def recipe_settings(recipe: str, dataset: str, view: str = "rows") -> dict:
-    """The settings `recipe` chooses for training on `dataset` (a name or a file's path) read in `view`."""
+    """The settings `recipe` chooses for training on `dataset` (a lower-case name or a file's path) read in `view`."""
     if is_file(dataset):
         return {**RECIPES[recipe], **FOR_FILES}
     if recipe != "fast":
         return dict(RECIPES[recipe])
-    return {**RECIPES[recipe], **FAST_FOR_DATASET.get(dataset.lower(), {}), **FAST_FOR_VIEW.get(view, {})}
+    return {**RECIPES[recipe], **FAST_FOR_DATASET.get(dataset, {}), **FAST_FOR_VIEW.get(view, {})}
 
 
 @dataclass
@@ -92,6 +92,10 @@ class TrainConfig:
     weight_decay: float | None = None  # AdamW's decoupled weight decay; 0: Adam, as the tutorial
 
     def __post_init__(self):
+        # A published dataset's name in one spelling, so that everything keyed by it (the recipe's
+        # exceptions, class names, how predict prepares a picture) finds it however it was typed.
+        if not is_file(self.dataset):
+            self.dataset = self.dataset.lower()
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; use one of {', '.join(RECIPES)}")
         for name, value in recipe_settings(self.recipe, self.dataset, self.view).items():

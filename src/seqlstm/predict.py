@@ -15,7 +15,7 @@ from PIL import Image
 from .checkpoint import encoding_of, load_checkpoint
 from .data.articles import fashion_style
 from .data.digits import FRAME, mnist_style
-from .data.datasets import label_column
+from .data.datasets import is_file, label_column
 from .data.seqfiles import SUPPORTED, read_sequences
 from .data.sequences import FEATURES, IMAGES
 from .data.userfiles import read_grayscale
@@ -115,7 +115,7 @@ def prepare_image(gray: np.ndarray, preprocess: bool = True, name: str = "image"
             )
         return gray
     try:
-        return STYLES.get(style.lower(), mnist_style)(gray)
+        return STYLES.get(style, mnist_style)(gray)
     except InputError as e:
         raise InputError(f"{name}: {e}") from None
 
@@ -171,7 +171,7 @@ def predict_sequence_file(
     error."""
     encoding = model.encoding
     try:
-        if Path(path).suffix.lower() not in SUPPORTED:
+        if not is_file(path):
             raise InputError(f"{path}: this model reads sequences; give a {', '.join(SUPPORTED)} file of them")
         raw = read_sequences(path, column)
         if raw.values.shape[2] != encoding.features:

@@ -30,7 +30,7 @@ class TrainingData(NamedTuple):
     encoding: Encoding
 
 
-def is_file(dataset: str) -> bool:
+def is_file(dataset: str | os.PathLike) -> bool:
     """True when `dataset` names a user's file (by its extension) rather than a published dataset."""
     return Path(dataset).suffix.lower() in SUPPORTED
 
