@@ -9,6 +9,7 @@ import torch
 from conftest import run_cli
 from seqlstm import ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
 from seqlstm import export as export_module
+from seqlstm.data.sequences import feature_encoding
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -90,3 +91,38 @@ def test_export_into_a_folder_fails_before_exporting(tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "to_onnx", lambda *args: pytest.fail("exported although the target is a folder"))
     with pytest.raises(OutputError, match=r"out: is a folder; give a file name"):
         export_onnx(checkpoint, tmp_path / "out")
+
+
+# The shapes a model trained on a user's sequences can take (model/classifier.py), each with padding.
+SEQUENCE_SHAPES = {
+    "patch-mean": dict(patch=4, pool="mean"),
+    "bidirectional-last": dict(bidirectional=True, pool="last"),
+    "gru-max-series": dict(cell="gru", pool="max", series_norm=True),
+    "seed-attention-patch": dict(cell="seed", pool="attention", patch=3),
+    "conv-bidirectional-mean": dict(conv=8, conv_patch=2, bidirectional=True, pool="mean", patch=5),
+}
+
+
+@pytest.mark.parametrize("shape", list(SEQUENCE_SHAPES))
+def test_onnx_equals_pytorch_for_each_sequence_shape(tmp_path, shape):
+    model_args = SEQUENCE_SHAPES[shape]
+    torch.manual_seed(0)
+    model = LSTMClassifier(3, hidden_size=8, num_layers=2, num_classes=4, **model_args)
+    if model.conv is not None:
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):  # statistics as after training
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+    model.encoding = feature_encoding(tuple("abcd"), torch.zeros(1, 20, 3))
+    config = TrainConfig(dataset="x.npz", cell=model.cell, **{k: v for k, v in model_args.items() if k not in ("cell", "series_norm")},
+                         **({"normalize": "series"} if model.series_norm else {}))
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, config)
+    assert export_onnx(checkpoint, tmp_path / "m.onnx").max_abs_diff <= 1e-4
+
+    # Checked again on padded sequences of other lengths and a batch size the export did not see.
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(7, 20, 3, generator=generator)
+    lengths = torch.tensor([20, 1, 7, 13, 2, 19, 5])
+    got = session(tmp_path / "m.onnx").run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
+    with torch.inference_mode():
+        expected = model.eval()(x, lengths).numpy()
+    assert np.abs(got - expected).max() <= 1e-4

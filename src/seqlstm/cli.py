@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of your --dataset file held out for testing, stratified and seeded by --seed (default: 0.2)")
     t.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME|N",
                    help=".csv: the label column's header name or 0-based position (default: the first column)")
-    t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training set (default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step (default: %(default)s)")
+    t.add_argument("--epochs", type=int, help="passes over the training set (default: 2 for an image set; planned from "
+                                             "your file's size, with early stopping)")
+    t.add_argument("--batch-size", type=int, help="samples per step (default: 100 for an image set; planned from your file's size)")
     t.add_argument("--hidden-size", type=int, default=DEFAULTS.hidden_size, help="LSTM units per layer (default: %(default)s)")
     t.add_argument("--num-layers", type=int, default=DEFAULTS.num_layers, help="stacked LSTM layers (default: %(default)s)")
     t.add_argument("--cell", choices=CELLS, default=DEFAULTS.cell, help="recurrent cell: lstm and gru run fused (oneDNN/cuDNN), seed is the tutorial's 4-gate cell run as explicit equations (default: %(default)s)")
@@ -69,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("run directory", "what the run records, and continuing it")
     g.add_argument("--run-dir", default=DEFAULTS.run_dir, metavar="DIR",
                    help="config.json, metrics.jsonl, last.ckpt, best.ckpt, plots/ (default: runs/<UTC time>-<dataset>-<cell>)")
-    g.add_argument("--val-size", type=int, default=DEFAULTS.val_size, metavar="N",
-                   help="hold N training images out (fixed seed) to validate on after each epoch (default: %(default)s)")
+    g.add_argument("--val-size", type=int, metavar="N",
+                   help="hold N training samples out (fixed seed; stratified for your files) to validate on after each "
+                        "epoch (default: 0 for an image set; 20%% of a file of 60 or more sequences)")
+    g.add_argument("--patience", type=int, metavar="N",
+                   help="stop after N validations without a better one and keep the best weights; 0: never (default: "
+                        "0 for an image set; planned for your files)")
     g.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every, metavar="N", help="also validate every N steps")
     g.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, metavar="N",
                    help="write last.ckpt every N steps (default: after each epoch)")
@@ -97,7 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "to the sequence's length (the pixels and permuted views)")
     r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
     r.add_argument("--normalize", choices=CHOICES["normalize"],
-                   help="standard: each input feature to mean 0, std 1 with training-set statistics kept in the model")
+                   help="standard: each input feature to mean 0, std 1 with training-set statistics kept in the model; "
+                        "series: each sequence by its own mean and std")
+    r.add_argument("--class-weight", choices=CHOICES["class_weight"],
+                   help="balanced: every class weighs the same in the loss whatever its count (default: none)")
+    m = t.add_argument_group("model shape", "beyond the tutorial's; each flag overrides the recipe's choice")
+    m.add_argument("--patch", type=int, metavar="K",
+                   help="read K consecutive steps as one step of K x features (default: 1 for images; for your files, "
+                        "enough to leave the core about 64 steps)")
+    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="a second core reads every sequence backwards from its last real step")
+    m.add_argument("--pool", choices=CHOICES["pool"],
+                   help="how the core's outputs become one vector, over the real steps only (default: last for images, "
+                        "mean for your files)")
+    m.add_argument("--dropout", type=float, metavar="P", help="dropout on the pooled vector before the head (default: 0)")
+    m.add_argument("--conv", type=int, metavar="FILTERS",
+                   help="a convolutional branch beside the core, LSTM-FCN style (conv-BN-ReLU blocks of FILTERS, 2xFILTERS, "
+                        "FILTERS); 0: none")
+    m.add_argument("--conv-patch", type=int, metavar="K",
+                   help="the convolutional branch reads K steps as one (default: 1 for images; for your files, enough "
+                        "to leave it about 512 steps)")
 
     e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")

@@ -16,6 +16,7 @@ from .data.datasets import is_file
 from .data.sequences import VIEWS
 from .errors import ConfigError
 from .model.cells import check_cell
+from .model.classifier import POOLS
 
 RECIPES = {
     "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none",
@@ -34,15 +35,22 @@ FAST_FOR_DATASET = {
 # a forget bias of 1 do not learn at all (the loss stays at chance); memories spread over all 784
 # steps ("chrono" init), standardised pixels and a peak rate of 0.001 do.
 FAST_FOR_VIEW = {view: dict(init="chrono", normalize="standard", lr=0.001) for view in ("pixels", "permuted")}
-# A user's features come in any units (volts beside metres): every recipe standardises them.
-FOR_FILES = dict(normalize="standard")
+# The tutorial's model and budget: what a published image set trains with unless told otherwise.
+FOR_IMAGES = dict(batch_size=100, epochs=2, val_size=0, patch=1, conv_patch=1, pool="last", bidirectional=False, conv=0, dropout=0.0,
+                  patience=0, class_weight="none")
+# A user's features come in any units (volts beside metres): every recipe standardises them. The
+# budget (batch size, epochs, validation share, patience) and the patch length are planned from the
+# data itself (plan.py); the model's shape was chosen by measurement over the UCR problems (see the docs).
+FOR_FILES = dict(normalize="standard", pool="mean", bidirectional=False, conv=128, dropout=0.0, class_weight="none")
 CHOICES = dict(
     recipe=tuple(RECIPES),
     view=VIEWS,
     precision=("auto", "fp32", "bf16"),
     schedule=("onecycle", "constant"),
     init=("lstm", "chrono", "default"),
-    normalize=("standard", "none"),
+    normalize=("standard", "series", "none"),
+    pool=POOLS,
+    class_weight=("none", "balanced"),
 )
 
 
@@ -51,8 +59,8 @@ def recipe_settings(recipe: str, dataset: str, view: str = "rows") -> dict:
     if is_file(dataset):
         return {**RECIPES[recipe], **FOR_FILES}
     if recipe != "fast":
-        return dict(RECIPES[recipe])
-    return {**RECIPES[recipe], **FAST_FOR_DATASET.get(dataset, {}), **FAST_FOR_VIEW.get(view, {})}
+        return {**RECIPES[recipe], **FOR_IMAGES}
+    return {**RECIPES[recipe], **FOR_IMAGES, **FAST_FOR_DATASET.get(dataset, {}), **FAST_FOR_VIEW.get(view, {})}
 
 
 @dataclass
@@ -67,15 +75,19 @@ class TrainConfig:
     hidden_size: int = 128
     num_layers: int = 2
     cell: str = "lstm"  # lstm | gru | seed (see model/cells.py)
-    batch_size: int = 100
-    epochs: int = 2
+    # None: the tutorial's 100 and 2 for an image set; planned from the data for a user's file (plan.py).
+    batch_size: int | None = None
+    epochs: int | None = None
     seed: int = 0  # initial weights and the shuffling order
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
     log_every: int = 100  # print the loss line (and record metrics) every this many steps of an epoch
     out: str = "model.ckpt"
     run_dir: str | None = None  # config, metrics, last/best checkpoints, plots; None: runs/<UTC time>-<dataset>-<cell>
-    val_size: int = 0  # training images held out (with a fixed seed) for validation; 0: none, as the tutorial
+    # training samples held out (fixed seed; stratified for a user's file) for validation; 0: none, as the
+    # tutorial; None: 0 for an image set, planned for a user's file
+    val_size: int | None = None
+    patience: int | None = None  # stop after this many validations without a better one, keep the best weights; 0: never
     eval_every: int | None = None  # also validate every this many steps (always after each epoch)
     checkpoint_every: int | None = None  # write last.ckpt every this many steps; None: after each epoch
     recipe: str = "fast"
@@ -90,6 +102,15 @@ class TrainConfig:
     lr: float | None = None  # Adam's (peak) learning rate: the tutorial's 0.01 but for the exceptions above
     label_smoothing: float | None = None  # the cross-entropy's label smoothing, from 0 (none) to below 1
     weight_decay: float | None = None  # AdamW's decoupled weight decay; 0: Adam, as the tutorial
+    # The model's shape beyond the tutorial's (model/classifier.py); None: the recipe's choice.
+    patch: int | None = None  # read this many steps as one; None for a user's file: planned from its length
+    bidirectional: bool | None = None  # a second core reads each sequence backwards
+    pool: str | None = None  # last | mean | max | attention, over the real steps only
+    dropout: float | None = None  # on the pooled features before the head
+    conv: int | None = None  # filters of a convolutional branch beside the core (LSTM-FCN); 0: none
+    conv_patch: int | None = None  # the branch reads this many steps as one; None for a user's file: planned
+    class_weight: str | None = None  # none | balanced (each class weighs in the loss inversely to its count)
+    plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
 
     def __post_init__(self):
         # A published dataset's name in one spelling, so that everything keyed by it (the recipe's
@@ -108,16 +129,24 @@ class TrainConfig:
             raise ConfigError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if not self.clip_grad >= 0:
             raise ConfigError(f"clip_grad must be >= 0 (0 disables clipping), got {self.clip_grad!r}")
-        for name in ("hidden_size", "num_layers", "batch_size", "epochs", "log_every"):
+        for name in ("hidden_size", "num_layers", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("batch_size", "epochs", "patch", "conv_patch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("max_steps", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
-        if not isinstance(self.val_size, int) or self.val_size < 0:
-            raise ConfigError(f"val_size must be an integer >= 0, got {self.val_size!r}")
+        for name in ("val_size", "patience", "conv"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be from 0 (none) to below 1, got {self.dropout!r}")
         check_cell(self.cell)
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise ConfigError(f"test_size is the share of sequences held out, between 0 and 1 (e.g. 0.2); got {self.test_size!r}")
@@ -144,10 +173,14 @@ class TrainConfig:
         A config saved before recipes existed has no `recipe` key; it was trained the tutorial's
         way (the only way there was), so it is read as the `tutorial` recipe, not today's default.
         Likewise one saved before input standardisation existed read its input as it was (`none`),
-        and one saved before label smoothing and weight decay existed trained without them.
+        and one saved before label smoothing and weight decay existed trained without them; one saved
+        before the budget was planned trained with the tutorial's batch of 100 for 2 epochs.
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**{"recipe": "tutorial", "normalize": "none", "label_smoothing": 0.0, "weight_decay": 0.0, **values})
+        before = dict(recipe="tutorial", normalize="none", label_smoothing=0.0, weight_decay=0.0, batch_size=100, epochs=2,
+                      val_size=0, patience=0, patch=1, conv_patch=1, pool="last", bidirectional=False, conv=0, dropout=0.0,
+                      class_weight="none")
+        return cls(**{**before, **values})

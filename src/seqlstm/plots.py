@@ -117,7 +117,10 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
     elif e.inputs.shape[1] == 1:
         # One value per step (the pixel views, a univariate series): its trace, steps down as in
         # every other panel, reads better than a one-column heatmap.
-        image_ax.plot(e.inputs[:, 0].numpy(), np.arange(1, steps + 1), color="tab:purple", linewidth=0.8)
+        # A model reading patches takes several input steps per core step: each value is drawn
+        # inside the core step that read it.
+        values = e.inputs[:, 0].numpy()
+        image_ax.plot(values, 0.5 + (np.arange(len(values)) + 0.5) * steps / len(values), color="tab:purple", linewidth=0.8)
         image_ax.set_ylim(steps + 0.5, 0.5)
         image_ax.set_title("input: value at step t")
         image_ax.set_ylabel("step")

@@ -22,6 +22,8 @@ class LoopState:
     epoch_order: torch.Tensor | None = None
     losses: list[float] = field(default_factory=list)  # every logged loss so far
     best_val_accuracy: float | None = None
+    best_val_loss: float | None = None  # of the best validation: breaks a tie in accuracy
+    since_best: int = 0  # validations since the best one (early stopping's count)
 
 
 def capture(
@@ -37,6 +39,8 @@ def capture(
         "batch": loop.batch,
         "losses": list(loop.losses),
         "best_val_accuracy": loop.best_val_accuracy,
+        "best_val_loss": loop.best_val_loss,
+        "since_best": loop.since_best,
         "optimizer": optimizer.state_dict(),
         "schedule": None if schedule is None else schedule.state_dict(),
         # NumPy's and Python's generators are not listed: nothing in training draws from them.
@@ -79,6 +83,9 @@ def restore(
             epoch_order=rng["epoch_order"],
             losses=[float(x) for x in training["losses"]],
             best_val_accuracy=training["best_val_accuracy"],
+            # Runs saved before early stopping existed kept no loss of their best validation.
+            best_val_loss=training.get("best_val_loss", float("inf")),
+            since_best=int(training.get("since_best", 0)),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the checkpoint's training state does not fit this run: {e}") from None

@@ -4,6 +4,7 @@ run directory that records it and lets it continue exactly after an interruption
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -17,17 +18,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .atomic import check_writable
-from .checkpoint import read_training_state, save_checkpoint
+from .checkpoint import read_checkpoint, read_training_state, save_checkpoint
 from .config import TrainConfig
 from .data.augment import random_shift
-from .data.batches import hold_out, shuffled_batches, steps_per_epoch
-from .data.datasets import is_file, load_training_data
+from .data.batches import VALIDATION_SEED, hold_out, shuffled_batches, steps_per_epoch
+from .data.datasets import is_file, load_training_data, stratified_test_rows
 from .data.sequences import IMAGES, Sequences, input_statistics
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import Evaluation, evaluate
 from .interrupt import StopSignals
 from .model import LSTMClassifier, lstm_init
+from .plan import FEW_STEPS, plan_for
 from .resume import LoopState, capture, restore
 from .runs import BEST, LAST, MetricsLog, default_run_dir, plot_run, start_run_dir, write_run_config
 
@@ -164,6 +166,7 @@ def fit(
     # The test split is loaded now so that a missing test file fails before training rather than after it.
     train_set, test_set, encoding = load_training_data(config)
     classes = encoding.classes
+    config = with_plan(config, train_set, encoding)
     validation = None
     if config.val_size:
         if config.val_size >= len(train_set.labels):
@@ -171,9 +174,20 @@ def fit(
                 f"val_size {config.val_size} leaves nothing to train on: the {config.dataset} training split "
                 f"has {len(train_set.labels)} {encoding.unit}; use a smaller --val-size"
             )
-        kept, held_out = hold_out(len(train_set.labels), config.val_size)
+        if encoding.kind == IMAGES:
+            kept, held_out = hold_out(len(train_set.labels), config.val_size)
+        else:
+            # A user's classes may be few and unequal: every class keeps its share on both sides.
+            kept, held_out = stratified_hold_out(train_set.labels, config.val_size)
         validation = train_set.take(held_out).to(device)
         train_set = train_set.take(kept)
+    if encoding.kind != IMAGES:
+        planned = steps_per_epoch(len(train_set.labels), config.batch_size) * config.epochs
+        if min(config.max_steps or planned, planned) < FEW_STEPS:
+            logger.warning(
+                "warning: only %d optimizer steps (%d training sequences, batch %d, %d epochs): too few for a model to "
+                "learn from; leave --epochs and --batch-size unset to let seqlstm plan the budget, or raise --epochs",
+                min(config.max_steps or planned, planned), len(train_set.labels), config.batch_size, config.epochs)
 
     distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
 
@@ -185,9 +199,15 @@ def fit(
         logger.info("run directory: %s", run_dir)
 
     torch.manual_seed(config.seed)
-    model = LSTMClassifier(encoding.features, config.hidden_size, config.num_layers, len(classes), config.cell)
+    model = LSTMClassifier(encoding.features, config.hidden_size, config.num_layers, len(classes), config.cell,
+                           patch=config.patch, bidirectional=config.bidirectional, pool=config.pool,
+                           dropout=config.dropout, conv=config.conv, series_norm=config.normalize == "series",
+                           conv_patch=config.conv_patch)
     if config.init != "default":
-        lstm_init(model.lstm, memory=encoding.steps if config.init == "chrono" else None)
+        memory = math.ceil(encoding.steps / config.patch) if config.init == "chrono" else None
+        for core in (model.lstm, model.lstm_reverse):
+            if core is not None:
+                lstm_init(core, memory=memory)
     if config.normalize == "standard":
         # Inputs of mean 0 and std 1 per feature keep the gates out of saturation from the first step.
         mean, std = input_statistics(train_set, encoding)
@@ -208,11 +228,13 @@ def fit(
     planned = per_epoch * config.epochs
     total_steps = min(config.max_steps or planned, planned)
     schedule = make_schedule(optimizer, config, total_steps)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=class_weights(config, train_set.labels, len(classes), device),
+                                    label_smoothing=config.label_smoothing)
     order = torch.Generator().manual_seed(config.seed)
     # A generator of its own, so that turning augmentation on or off keeps the same data order.
     shifts = torch.Generator().manual_seed(config.seed + 1)
     loop = LoopState()
+    best_state = None  # the weights of the best validation so far, when early stopping keeps them
     if saved is not None:
         try:
             model.load_state_dict(saved["state_dict"])
@@ -222,6 +244,8 @@ def fit(
         # Every rank draws the same batch order and shifts (for the whole batch, before taking its
         # shard) and nothing else random, so rank 0's saved generators are every rank's.
         loop = restore(saved["training"], optimizer, schedule, order, shifts)
+        if loop.best_val_accuracy is not None and config.patience:
+            best_state = read_checkpoint(run_dir / BEST)["state_dict"]
         logger.info("resuming at step %d of %d (epoch %d, batch %d)", loop.step, total_steps, loop.epoch, loop.batch)
 
     last = run_dir / LAST
@@ -249,7 +273,7 @@ def fit(
     try:
         with StopSignals() as stop:
             for epoch in range(loop.epoch, config.epochs + 1):
-                if loop.step == total_steps:
+                if loop.step == total_steps or stopped(loop, config):
                     break
                 if epoch != loop.epoch:
                     loop.epoch, loop.batch = epoch, 0
@@ -279,7 +303,9 @@ def fit(
                     speed.count(len(indices))
                     first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss.detach()), loop.step, first_bad)
 
-                    logged = loop.batch % config.log_every == 0
+                    # Counted within the epoch as the tutorial does; over the run when an epoch is shorter
+                    # than the interval (a small file), which would otherwise never log.
+                    logged = (loop.batch if per_epoch >= config.log_every else loop.step) % config.log_every == 0
                     end = loop.batch == per_epoch or loop.step == total_steps
                     validate = validation is not None and (
                         end or (config.eval_every is not None and loop.step % config.eval_every == 0)
@@ -302,9 +328,15 @@ def fit(
                             if main:
                                 metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
                                                    accuracy=result.accuracy, loss=result.loss))
-                            log(result.summary())
-                            if loop.best_val_accuracy is None or result.accuracy > loop.best_val_accuracy:
-                                loop.best_val_accuracy = result.accuracy
+                            improved = loop.best_val_accuracy is None or (result.accuracy, -result.loss) > (
+                                loop.best_val_accuracy, -loop.best_val_loss)
+                            if per_epoch >= config.log_every or improved:
+                                log(result.summary() + (" (best so far)" if improved and per_epoch < config.log_every else ""))
+                            loop.since_best = 0 if improved else loop.since_best + 1
+                            if improved:
+                                loop.best_val_accuracy, loop.best_val_loss = result.accuracy, result.loss
+                                if config.patience:
+                                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                                 if main:
                                     save_checkpoint(run_dir / BEST, model, config,
                                                     metrics={"validation_accuracy": result.accuracy, "steps": loop.step})
@@ -319,9 +351,14 @@ def fit(
                         saved_step = loop.step
                     if stop.received:
                         raise TrainingInterrupted(stop.received, loop.step, last)
-                    if loop.step == total_steps:
+                    if loop.step == total_steps or stopped(loop, config):
                         break
 
+        if best_state is not None:
+            logger.info("kept the weights of the best validation (accuracy %.2f %%, loss %.4f) for the test%s",
+                        loop.best_val_accuracy, loop.best_val_loss,
+                        f"; stopped early at step {loop.step} of {total_steps}" if stopped(loop, config) else "")
+            model.load_state_dict(best_state)
         evaluation = evaluate_shards(model, test_set, "test", amp_dtype)
         if main:
             metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
@@ -334,6 +371,45 @@ def fit(
         save_checkpoint(path, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": loop.step})
         plot_run(run_dir)
     return TrainResult(model, config, evaluation, path, loop.losses, run_dir)
+
+
+def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfig:
+    """`config` with every budget setting the user left unset filled in by the plan for a user's
+    sequences (plan.py), and the plan's line logged and kept in `config.plan`. Image sets have the
+    tutorial's settings already."""
+    if encoding.kind == IMAGES:
+        return config
+    lengths = train_set.lengths
+    chosen = plan_for(len(train_set.labels), int(lengths.max()) if lengths is not None else encoding.steps)
+    unset = {name: value for name, value in vars(chosen).items() if getattr(config, name) is None}
+    if "conv_patch" in unset and "patch" not in unset:
+        unset["conv_patch"] = config.patch  # the branch reads the patches the user chose for the core
+    config = replace(config, **unset)
+    line = replace(chosen, **{name: getattr(config, name) for name in vars(chosen)}).describe(
+        len(train_set.labels), encoding.steps)
+    logger.info("%s", line if len(unset) == len(vars(chosen)) else f"{line} (with the settings you gave)")
+    return replace(config, plan=line)
+
+
+def stratified_hold_out(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held_out) ascending index tensors, about `size` held out with every class in its
+    share, drawn with the fixed validation seed."""
+    held = torch.from_numpy(stratified_test_rows(labels.numpy(), size / len(labels), VALIDATION_SEED))
+    return torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)
+
+
+def class_weights(config: TrainConfig, labels: torch.Tensor, classes: int, device: torch.device) -> torch.Tensor | None:
+    """Per-class loss weights (classes,) for `--class-weight balanced`: n / (classes * count), so every
+    class weighs the same in the loss whatever its count; None for unweighted."""
+    if config.class_weight == "none":
+        return None
+    counts = torch.bincount(labels.cpu(), minlength=classes).clamp(min=1).float()
+    return (len(labels) / (classes * counts)).to(device)
+
+
+def stopped(loop: LoopState, config: TrainConfig) -> bool:
+    """True when early stopping ends the run: `patience` validations in a row without a better one."""
+    return bool(config.patience) and loop.since_best >= config.patience
 
 
 def evaluate_shards(model: LSTMClassifier, samples: Sequences, split: str, precision: torch.dtype | None) -> Evaluation:

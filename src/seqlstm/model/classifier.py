@@ -1,43 +1,90 @@
-"""The many-to-one classifier: a recurrent core read at its last step, then a linear head."""
+"""The many-to-one classifier: input preparation, a recurrent core, a reading of its outputs, a linear head.
+
+    raw x (batch, T, F), lengths (batch,)
+      -> standardise (training-set statistics, or each series by its own), padding set to 0
+      -> patches: K consecutive steps as one step of K*F features (batch, ceil(T/K), K*F)
+      -> recurrent core (forward; with `bidirectional` a second core reads each sequence reversed)
+      -> pool over the real steps only (last | mean | max | attention)
+         [+ beside it, a convolutional branch over the series in its own, finer patches: LSTM-FCN]
+      -> dropout -> linear head -> logits (batch, classes)
+
+Every stage reads only a sequence's real steps, so the zero padding after a sequence (however
+long) never changes its answer.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .cells import SeedRNN, check_cell
+
+POOLS = ("last", "mean", "max", "attention")
+
+
+def make_core(cell: str, input_size: int, hidden_size: int, num_layers: int) -> nn.Module:
+    """A stacked, batch-first recurrent core of `cell` (fused nn.LSTM/nn.GRU, or the explicit seed cell)."""
+    if cell == "lstm":
+        return nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+    if cell == "gru":
+        return nn.GRU(input_size, hidden_size, num_layers, batch_first=True)
+    return SeedRNN(input_size, hidden_size, num_layers)
 
 
 class LSTMClassifier(nn.Module):
-    """Stacked recurrent core over a sequence, classified from the last step's output.
+    """A stacked recurrent core over a sequence, read at its last step (or pooled), then a linear head.
 
     Args:
-        input_size: features per step (28 for MNIST read row by row).
-        hidden_size: units per layer.
+        input_size: features per step of the raw input (28 for MNIST read row by row).
+        hidden_size: units per layer (and per direction).
         num_layers: stacked layers.
         num_classes: outputs of the linear head.
         cell: "lstm" (fused nn.LSTM), "gru" (fused nn.GRU) or "seed" (the tutorial's 4-gate cell,
             run through its explicit equations in `cells.py`).
+        patch: read `patch` consecutive steps as one step of patch * input_size features; a long
+            series then takes T / patch recurrent steps (what the rows view does to an image's pixels).
+        bidirectional: a second core of the same shape reads every sequence from its own last real
+            step back to its first; its outputs are concatenated with the forward core's.
+        pool: how the core's outputs become one vector: "last" (each sequence's last real step; the
+            reverse core's last step is the sequence's first), "mean" or "max" over the real steps, or
+            "attention" (a learned score per step, softmax over the real steps).
+        dropout: dropout rate on the pooled vector before the head (training only).
+        conv: filters of a convolutional branch (conv-BN-ReLU blocks of conv, 2*conv, conv filters,
+            kernels 7, 5, 3, averaged over the real steps) read beside the core, as LSTM-FCN does;
+            0: none.
+        conv_patch: the patch length the convolutional branch reads the series in (1: every step;
+            it sees local shapes the core's coarser patches average away).
+        series_norm: standardise each sequence by its own per-feature mean and std over its real
+            steps (instead of the training set's statistics).
     """
 
     def __init__(
         self, input_size: int = 28, hidden_size: int = 128, num_layers: int = 2, num_classes: int = 10,
-        cell: str = "lstm",
+        cell: str = "lstm", patch: int = 1, bidirectional: bool = False, pool: str = "last", dropout: float = 0.0,
+        conv: int = 0, series_norm: bool = False, conv_patch: int = 1,
     ):
         super().__init__()
         self.cell = check_cell(cell)
+        if pool not in POOLS:
+            raise ConfigError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
         self.hparams = dict(
-            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, num_classes=num_classes, cell=cell
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, num_classes=num_classes, cell=cell,
+            patch=patch, bidirectional=bidirectional, pool=pool, dropout=dropout, conv=conv, series_norm=series_norm,
+            conv_patch=conv_patch,
         )
+        self.conv_patch = conv_patch
+        self.patch, self.bidirectional, self.pool, self.series_norm = patch, bidirectional, pool, series_norm
+        steps_in = input_size * patch
         # The core keeps the attribute name `lstm` for every cell: checkpoints written before there
         # was a choice of cell hold `lstm.*` weights and must load unchanged.
-        if cell == "lstm":
-            self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
-        elif cell == "gru":
-            self.lstm = nn.GRU(input_size, hidden_size, num_layers, batch_first=True)
-        else:
-            self.lstm = SeedRNN(input_size, hidden_size, num_layers)
-        self.fc = nn.Linear(hidden_size, num_classes)
+        self.lstm = make_core(cell, steps_in, hidden_size, num_layers)
+        self.lstm_reverse = make_core(cell, steps_in, hidden_size, num_layers) if bidirectional else None
+        width = hidden_size * (2 if bidirectional else 1)
+        self.attend = nn.Linear(width, 1) if pool == "attention" else None
+        self.conv = ConvBranch(input_size * conv_patch, conv) if conv else None
+        self.drop = nn.Dropout(dropout) if dropout else None
+        self.fc = nn.Linear(width + (conv if conv else 0), num_classes)
         # Input standardisation, x -> (x - mean) / std per feature, with statistics of the training
         # data (set by training; identity until then). Inside the model, so that every way of
         # running it (evaluate, predict, serve, an ONNX export) feeds raw inputs and gets it right.
@@ -49,23 +96,137 @@ class LSTMClassifier(nn.Module):
         # set by training and by load_checkpoint, None for a bare model fed ready-made sequences.
         self.encoding = None
 
+    @property
+    def plain(self) -> bool:
+        """True for the tutorial's shape: one forward core read at its last step, nothing beside it."""
+        return self.patch == 1 and not self.bidirectional and self.pool == "last" and self.conv is None
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, classes) for x (batch, seq, features).
 
-        `lengths` (batch,) int64: sequence i is x[i, :lengths[i]] and is classified from its own last
-        real step; the core runs forward in time, so the padding after it cannot change the answer.
-        None: every sequence uses all `seq` steps.
+        `lengths` (batch,) int64: sequence i is x[i, :lengths[i]]; whatever follows is padding and
+        is never read. None: every sequence uses all `seq` steps.
         """
-        # No initial state passed: the core then starts from zeros on x's own device and dtype.
-        out, _ = self.lstm(self.standardise(x))
-        if lengths is None:
-            return self.fc(out[:, -1, :])
-        last = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-        return self.fc(out.gather(1, last).squeeze(1))
+        if self.plain and not self.series_norm:
+            # The tutorial's path, unchanged: no masks, so the fused kernel sees exactly its input.
+            # No initial state passed: the core then starts from zeros on x's own device and dtype.
+            out, _ = self.lstm(self.standardise(x))
+            if lengths is None:
+                return self.fc(out[:, -1, :])
+            return self.fc(at_last(out, lengths.to(out.device)))
+        x, lengths = self.prepare(x, lengths)
+        return self.classify(x, lengths)
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """x (batch, seq, features) standardised with the model's input statistics."""
         return (x - self.input_mean) / self.input_std
+
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (batch, seq, features) standardised, its padding set to 0, and the lengths (batch,) int64
+        (all `seq` steps when None): what `classify` reads."""
+        batch, steps, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
+        lengths = lengths.to(x.device)
+        real = (torch.arange(steps, device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (batch, seq, 1)
+        x = self.standardise(x)
+        if self.series_norm:
+            x = series_standardise(x, real, lengths)
+        return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device)), lengths
+
+    def classify(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, classes) for prepared x (batch, seq, features) and its lengths (batch,)."""
+        steps, counts = patches(x, lengths, self.patch)
+        out, _ = self.lstm(steps)
+        real = torch.arange(steps.shape[1], device=x.device)[None, :] < counts[:, None]  # (batch, patches)
+        if self.lstm_reverse is not None:
+            order = reversal(counts, steps.shape[1])
+            back, _ = self.lstm_reverse(take_steps(steps, order))
+            if self.pool == "last":
+                return self.head(torch.cat([at_last(out, counts), at_last(back, counts)], dim=-1), x, lengths)
+            out = torch.cat([out, take_steps(back, order)], dim=-1)  # each step's two readings side by side
+        if self.pool == "last":
+            features = at_last(out, counts)
+        elif self.pool == "mean":
+            features = (out * real.unsqueeze(-1)).sum(1) / counts.unsqueeze(-1).to(out.dtype)
+        elif self.pool == "max":
+            features = out.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(1)
+        else:
+            scores = self.attend(out).squeeze(-1).masked_fill(~real, float("-inf"))
+            features = (scores.softmax(dim=1).unsqueeze(-1) * out).sum(1)
+        return self.head(features, x, lengths)
+
+    def head(self, features: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits from the pooled core features (batch, width), with the convolutional branch's
+        reading of prepared x (batch, seq, features) beside them."""
+        if self.conv is not None:
+            steps, counts = patches(x, lengths, self.conv_patch)
+            real = torch.arange(steps.shape[1], device=x.device)[None, :] < counts[:, None]
+            features = torch.cat([features, self.conv(steps, real)], dim=-1)
+        if self.drop is not None:
+            features = self.drop(features)
+        return self.fc(features)
+
+
+def patches(x: torch.Tensor, lengths: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (batch, seq, features) read `size` steps at a time: (batch, ceil(seq / size), size * features),
+    and the lengths in patches (batch,) (a partly filled last patch counts; x's zero padding fills it)."""
+    if size == 1:
+        return x, lengths
+    batch, steps, features = x.shape
+    count = -(-steps // size)
+    x = nn.functional.pad(x, (0, 0, 0, count * size - steps))
+    return x.reshape(batch, count, size * features), torch.div(lengths + size - 1, size, rounding_mode="floor")
+
+
+class ConvBranch(nn.Module):
+    """Three conv-BN-ReLU blocks over the steps (the FCN of Wang et al. 2017, used by LSTM-FCN),
+    averaged over the real steps. Padding is zeroed after every block, so what follows a sequence
+    reads as the convolution's own zero padding and never changes the answer (in eval mode)."""
+
+    def __init__(self, channels: int, filters: int):
+        super().__init__()
+        widths = (channels, filters, 2 * filters, filters)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(a, b, k, padding="same", bias=False), nn.BatchNorm1d(b), nn.ReLU())
+            for a, b, k in zip(widths, widths[1:], (7, 5, 3))
+        )
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """(batch, filters) for x (batch, steps, channels) and real (batch, steps) bool."""
+        mask = real.unsqueeze(1).to(x.dtype)  # (batch, 1, steps)
+        h = x.transpose(1, 2)
+        for block in self.blocks:
+            h = block(h) * mask
+        return h.sum(-1) / mask.sum(-1)
+
+
+def at_last(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """out (batch, steps, width) at each sequence's last real step: (batch, width)."""
+    last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+    return out.gather(1, last).squeeze(1)
+
+
+def reversal(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """Step indices (batch, steps) that reverse each sequence's real steps and keep its padding after them."""
+    t = torch.arange(steps, device=lengths.device)[None, :]
+    return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+def take_steps(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """x (batch, steps, width) with its steps taken in `order` (batch, steps)."""
+    return x.gather(1, order.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
+def series_standardise(x: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sequence of x (batch, seq, features) to mean 0 and std 1 per feature over its real steps
+    (`real` (batch, seq, 1) bool); a constant feature is only centred."""
+    count = lengths.view(-1, 1, 1).to(x.dtype)
+    x = x * real
+    mean = x.sum(1, keepdim=True) / count
+    var = ((x - mean) * real).square().sum(1, keepdim=True) / count
+    std = var.sqrt()
+    return (x - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
 def identity_for_missing_statistics(module: LSTMClassifier, state_dict: dict, prefix: str, *args) -> None:
