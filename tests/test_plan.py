@@ -4,13 +4,14 @@ that keeps the best weights, and a long series learned with no flags at all."""
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import run_cli
-from seqlstm import TrainConfig, load_checkpoint, train
+from seqlstm import TrainConfig, TrainingInterrupted, load_checkpoint, resume, train
 from seqlstm.checkpoint import read_checkpoint
 from seqlstm.plan import Plan, plan_for
 
@@ -65,6 +66,25 @@ def test_early_stopping_keeps_the_weights_of_the_best_validation(tmp_path):
     assert not all(torch.equal(saved[k], last[k]) for k in saved)
 
 
+def test_an_early_stopped_run_interrupted_and_resumed_ends_as_the_unbroken_one(tmp_path):
+    np.savez(tmp_path / "noisy.npz", **noisy_task(240, 0))
+    settings = dict(dataset=str(tmp_path / "noisy.npz"), val_size=60, patience=15, epochs=150, batch_size=16, hidden_size=64,
+                    conv=0, lr=0.01, schedule="constant", precision="fp32")
+    unbroken = train(TrainConfig(**settings, out=str(tmp_path / "a.ckpt"), run_dir=str(tmp_path / "a")), log=lambda line: None)
+
+    def stop_after_step_100(info):
+        if info.step == 100:  # after the best validation (step 63 here), before the run stops (step 198)
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(TrainConfig(**settings, out=str(tmp_path / "b.ckpt"), run_dir=str(tmp_path / "b")), log=lambda line: None,
+              on_step=stop_after_step_100)
+    resumed = resume(stopped.value.checkpoint, log=lambda line: None)
+    assert resumed.evaluation.accuracy == unbroken.evaluation.accuracy
+    a, b = read_checkpoint(unbroken.checkpoint)["state_dict"], read_checkpoint(resumed.checkpoint)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_the_plan_is_stated_kept_in_the_checkpoint_and_each_flag_overrides_it(tmp_path):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 30, 2)).astype(np.float32), y=np.arange(40) % 2)
@@ -103,3 +123,14 @@ def test_a_long_series_whose_class_is_set_early_is_learned_with_no_flags(tmp_pat
     print(f"long series, no flags: {accuracy:.2f} % test accuracy")
     # A model reading only the last steps sees noise and stays at chance (33 %).
     assert accuracy >= 90
+
+
+def test_patience_without_a_validation_share_is_refused_before_training(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 30, 2)).astype(np.float32), y=np.arange(40) % 2)
+    done = run_cli("train", "--dataset", "d.npz", "--patience", "5", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "seqlstm: error: --patience 5 stops on validation, but no training sequences are held out to validate on; "
+        "give --val-size N as well")
+    assert not (tmp_path / "model.ckpt").exists() and not (tmp_path / "runs").exists()

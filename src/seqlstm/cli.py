@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config.json, metrics.jsonl, last.ckpt, best.ckpt, plots/ (default: runs/<UTC time>-<dataset>-<cell>)")
     g.add_argument("--val-size", type=int, metavar="N",
                    help="hold N training samples out (fixed seed; stratified for your files) to validate on after each "
-                        "epoch (default: 0 for an image set; 20%% of a file of 60 or more sequences)")
+                        "epoch (default: 0 for an image set; a stratified 20%% of a file of 500 or more sequences)")
     g.add_argument("--patience", type=int, metavar="N",
                    help="stop after N validations without a better one and keep the best weights; 0: never (default: "
                         "0 for an image set; planned for your files)")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = t.add_argument_group("model shape", "beyond the tutorial's; each flag overrides the recipe's choice")
     m.add_argument("--patch", type=int, metavar="K",
                    help="read K consecutive steps as one step of K x features (default: 1 for images; for your files, "
-                        "enough to leave the core about 64 steps)")
+                        "enough to leave the core at most about 128 steps)")
     m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="a second core reads every sequence backwards from its last real step")
     m.add_argument("--pool", choices=CHOICES["pool"],
@@ -118,10 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, metavar="P", help="dropout on the pooled vector before the head (default: 0)")
     m.add_argument("--conv", type=int, metavar="FILTERS",
                    help="a convolutional branch beside the core, LSTM-FCN style (conv-BN-ReLU blocks of FILTERS, 2xFILTERS, "
-                        "FILTERS); 0: none")
+                        "FILTERS); 0: none (default: 0 for images, 128 for your files)")
     m.add_argument("--conv-patch", type=int, metavar="K",
-                   help="the convolutional branch reads K steps as one (default: 1 for images; for your files, enough "
-                        "to leave it about 512 steps)")
+                   help="the convolutional branch reads K steps as one (default: --patch)")
 
     e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")

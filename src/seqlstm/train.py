@@ -379,12 +379,20 @@ def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfi
     tutorial's settings already."""
     if encoding.kind == IMAGES:
         return config
+    if config.plan is not None:  # a resumed run: planned when it started
+        logger.info("%s", config.plan)
+        return config
     lengths = train_set.lengths
     chosen = plan_for(len(train_set.labels), int(lengths.max()) if lengths is not None else encoding.steps)
     unset = {name: value for name, value in vars(chosen).items() if getattr(config, name) is None}
     if "conv_patch" in unset and "patch" not in unset:
         unset["conv_patch"] = config.patch  # the branch reads the patches the user chose for the core
     config = replace(config, **unset)
+    if config.patience and not config.val_size:
+        raise ConfigError(
+            f"--patience {config.patience} stops on validation, but no training sequences are held out to validate on; "
+            "give --val-size N as well"
+        )
     line = replace(chosen, **{name: getattr(config, name) for name in vars(chosen)}).describe(
         len(train_set.labels), encoding.steps)
     logger.info("%s", line if len(unset) == len(vars(chosen)) else f"{line} (with the settings you gave)")
