@@ -20,9 +20,14 @@ from dataclasses import dataclass
 
 # Optimizer steps the plan aims at (before early stopping): 800 left 2-3 points of accuracy behind.
 STEPS = 2000
-# ... unless batches times core steps would pass this many sample-steps (about 90 s of training on
-# a 2-core CPU with the default model): a large file of long series trains fewer, larger steps.
+# ... unless batches times core steps would pass this many sample-steps (about 70 s of training on
+# a 2-core CPU with the default model on a univariate series): a large file of long series trains
+# fewer steps.
 WORK = 4_000_000
+# A step of many features costs more: the core's input product and the branch's first convolution
+# grow with patch x features, and at about this many they cost as much as the rest of the default
+# model (2 x 128 LSTM, 128-256-128 filters) together. A sample-step counts 1 + patch x features / WIDE.
+WIDE = 360
 # Never planned below this many steps.
 MIN_STEPS = 200
 # Batch sizes stay between these: small batches give a small file enough steps per epoch, and a
@@ -71,13 +76,15 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-def plan_for(sequences: int, longest: int) -> Plan:
-    """The plan for `sequences` labelled training sequences whose longest has `longest` steps."""
+def plan_for(sequences: int, longest: int, features: int = 1) -> Plan:
+    """The plan for `sequences` labelled training sequences of `features` values per step, whose
+    longest has `longest` steps."""
     val_size = round(VALIDATION_SHARE * sequences) if sequences >= MIN_FOR_VALIDATION else 0
     fit = sequences - val_size
     batch = min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(max(fit / BATCHES_PER_EPOCH, 1)))))
     patch = max(1, math.ceil(longest / CORE_STEPS))
-    steps = max(MIN_STEPS, min(STEPS, WORK // (batch * math.ceil(longest / patch))))
+    cost = batch * math.ceil(longest / patch) * (1 + patch * features / WIDE)
+    steps = max(MIN_STEPS, min(STEPS, int(WORK / cost)))
     epochs = math.ceil(steps / steps_per_epoch(fit, batch))
     patience = max(MIN_PATIENCE, epochs // 4) if val_size else 0
     return Plan(batch, epochs, val_size, patience, patch, conv_patch=patch)

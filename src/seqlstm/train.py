@@ -383,7 +383,7 @@ def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfi
         logger.info("%s", config.plan)
         return config
     lengths = train_set.lengths
-    chosen = plan_for(len(train_set.labels), int(lengths.max()) if lengths is not None else encoding.steps)
+    chosen = plan_for(len(train_set.labels), int(lengths.max()) if lengths is not None else encoding.steps, encoding.features)
     unset = {name: value for name, value in vars(chosen).items() if getattr(config, name) is None}
     if "conv_patch" in unset and "patch" not in unset:
         unset["conv_patch"] = config.patch  # the branch reads the patches the user chose for the core
