@@ -6,6 +6,7 @@ the worst misclassified images of `evaluate --plots`.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,6 +106,11 @@ def gate_figure(explanation: "Explanation") -> Figure:
     return fig
 
 
+def step_label(inputs: int, steps: int) -> str:
+    """The input panel's axis: input steps, or the core's steps when the model reads patches of them."""
+    return "step" if inputs == steps else f"core step (patches of {math.ceil(inputs / steps)} steps)"
+
+
 def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> None:
     steps = probabilities.shape[0]
     image_ax, prob_ax, line_ax = sub.subplots(1, 3, width_ratios=[1, 1.2, 3])
@@ -123,7 +129,7 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
         image_ax.plot(values, 0.5 + (np.arange(len(values)) + 0.5) * steps / len(values), color="tab:purple", linewidth=0.8)
         image_ax.set_ylim(steps + 0.5, 0.5)
         image_ax.set_title("input: value at step t")
-        image_ax.set_ylabel("step")
+        image_ax.set_ylabel(step_label(len(values), steps))
         image_ax.set_xlabel("value")
     else:
         # The user's multivariate sequences: what the model read, one step per row.
@@ -131,7 +137,7 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
         shown_input = image_ax.imshow(e.inputs.numpy(), cmap="viridis", aspect="auto", interpolation="nearest",
                                       extent=(-0.5, features - 0.5, steps + 0.5, 0.5))
         image_ax.set_title("input: row t is step t")
-        image_ax.set_ylabel("step")
+        image_ax.set_ylabel(step_label(len(e.inputs), steps))
         image_ax.set_xlabel("feature")
         sub.colorbar(shown_input, ax=image_ax, shrink=0.8)
 
