@@ -180,7 +180,5 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        before = dict(recipe="tutorial", normalize="none", label_smoothing=0.0, weight_decay=0.0, batch_size=100, epochs=2,
-                      val_size=0, patience=0, patch=1, conv_patch=1, pool="last", bidirectional=False, conv=0, dropout=0.0,
-                      class_weight="none")
+        before = dict(recipe="tutorial", normalize="none", label_smoothing=0.0, weight_decay=0.0, **FOR_IMAGES)
         return cls(**{**before, **values})

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .data.batches import steps_per_epoch
+
 # Optimizer steps the plan aims at (before early stopping): 800 left 2-3 points of accuracy behind.
 STEPS = 2000
 # ... unless batches times core steps would pass this many sample-steps (about 70 s of training on
@@ -70,10 +72,6 @@ class Plan:
         patches = f"; read in patches of {self.patch} steps ({math.ceil(longest / self.patch)} steps for the core)" if self.patch > 1 else ""
         return (f"plan: {sequences} training sequences, {validation}; batch {self.batch_size}, up to {self.epochs} epochs "
                 f"of {per_epoch} steps (about {self.epochs * per_epoch} steps){patches}")
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)
 
 
 def plan_for(sequences: int, longest: int, features: int = 1) -> Plan:

@@ -21,8 +21,8 @@ from .atomic import check_writable
 from .checkpoint import read_checkpoint, read_training_state, save_checkpoint
 from .config import TrainConfig
 from .data.augment import random_shift
-from .data.batches import VALIDATION_SEED, hold_out, shuffled_batches, steps_per_epoch
-from .data.datasets import is_file, load_training_data, stratified_test_rows
+from .data.batches import hold_out, shuffled_batches, steps_per_epoch, stratified_hold_out
+from .data.datasets import is_file, load_training_data
 from .data.sequences import IMAGES, Sequences, input_statistics
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
@@ -177,17 +177,9 @@ def fit(
         if encoding.kind == IMAGES:
             kept, held_out = hold_out(len(train_set.labels), config.val_size)
         else:
-            # A user's classes may be few and unequal: every class keeps its share on both sides.
             kept, held_out = stratified_hold_out(train_set.labels, config.val_size)
         validation = train_set.take(held_out).to(device)
         train_set = train_set.take(kept)
-    if encoding.kind != IMAGES:
-        planned = steps_per_epoch(len(train_set.labels), config.batch_size) * config.epochs
-        if min(config.max_steps or planned, planned) < FEW_STEPS:
-            logger.warning(
-                "warning: only %d optimizer steps (%d training sequences, batch %d, %d epochs): too few for a model to "
-                "learn from; leave --epochs and --batch-size unset to let seqlstm plan the budget, or raise --epochs",
-                min(config.max_steps or planned, planned), len(train_set.labels), config.batch_size, config.epochs)
 
     distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
 
@@ -227,6 +219,11 @@ def fit(
     per_epoch = steps_per_epoch(len(train_set.labels), config.batch_size)
     planned = per_epoch * config.epochs
     total_steps = min(config.max_steps or planned, planned)
+    if encoding.kind != IMAGES and total_steps < FEW_STEPS:
+        logger.warning(
+            "warning: only %d optimizer steps (%d training sequences, batch %d, %d epochs): too few for a model to "
+            "learn from; leave --epochs and --batch-size unset to let seqlstm plan the budget, or raise --epochs",
+            total_steps, len(train_set.labels), config.batch_size, config.epochs)
     schedule = make_schedule(optimizer, config, total_steps)
     criterion = nn.CrossEntropyLoss(weight=class_weights(config, train_set.labels, len(classes), device),
                                     label_smoothing=config.label_smoothing)
@@ -397,13 +394,6 @@ def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfi
         len(train_set.labels), encoding.steps)
     logger.info("%s", line if len(unset) == len(vars(chosen)) else f"{line} (with the settings you gave)")
     return replace(config, plan=line)
-
-
-def stratified_hold_out(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept, held_out) ascending index tensors, about `size` held out with every class in its
-    share, drawn with the fixed validation seed."""
-    held = torch.from_numpy(stratified_test_rows(labels.numpy(), size / len(labels), VALIDATION_SEED))
-    return torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)
 
 
 def class_weights(config: TrainConfig, labels: torch.Tensor, classes: int, device: torch.device) -> torch.Tensor | None:

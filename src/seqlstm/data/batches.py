@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from .datasets import stratified_test_rows
+
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one pass over n samples; the last one may be smaller."""
@@ -30,3 +32,10 @@ def hold_out(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
     return order[size:].sort().values, order[:size].sort().values
+
+
+def stratified_hold_out(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like `hold_out`, with every class of `labels` (int64 (n,)) in its share on both sides: about
+    `size` held out. A user's classes may be few and unequal, where a plain draw can miss one."""
+    held = torch.from_numpy(stratified_test_rows(labels.numpy(), size / len(labels), VALIDATION_SEED))
+    return torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)

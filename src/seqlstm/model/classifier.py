@@ -98,8 +98,10 @@ class LSTMClassifier(nn.Module):
 
     @property
     def plain(self) -> bool:
-        """True for the tutorial's shape: one forward core read at its last step, nothing beside it."""
-        return self.patch == 1 and not self.bidirectional and self.pool == "last" and self.conv is None
+        """True for the tutorial's shape: one forward core over the standardised input, read at its
+        last step, nothing beside it."""
+        return (self.patch == 1 and not self.bidirectional and self.pool == "last" and self.conv is None
+                and not self.series_norm)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, classes) for x (batch, seq, features).
@@ -107,7 +109,7 @@ class LSTMClassifier(nn.Module):
         `lengths` (batch,) int64: sequence i is x[i, :lengths[i]]; whatever follows is padding and
         is never read. None: every sequence uses all `seq` steps.
         """
-        if self.plain and not self.series_norm:
+        if self.plain:
             # The tutorial's path, unchanged: no masks, so the fused kernel sees exactly its input.
             # No initial state passed: the core then starts from zeros on x's own device and dtype.
             out, _ = self.lstm(self.standardise(x))
@@ -143,7 +145,7 @@ class LSTMClassifier(nn.Module):
             order = reversal(counts, steps.shape[1])
             back, _ = self.lstm_reverse(take_steps(steps, order))
             if self.pool == "last":
-                return self.head(torch.cat([at_last(out, counts), at_last(back, counts)], dim=-1), x, lengths)
+                return self.head(torch.cat([at_last(out, counts), at_last(back, counts)], dim=-1), x, lengths, steps, counts)
             out = torch.cat([out, take_steps(back, order)], dim=-1)  # each step's two readings side by side
         if self.pool == "last":
             features = at_last(out, counts)
@@ -154,13 +156,16 @@ class LSTMClassifier(nn.Module):
         else:
             scores = self.attend(out).squeeze(-1).masked_fill(~real, float("-inf"))
             features = (scores.softmax(dim=1).unsqueeze(-1) * out).sum(1)
-        return self.head(features, x, lengths)
+        return self.head(features, x, lengths, steps, counts)
 
-    def head(self, features: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def head(self, features: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, steps: torch.Tensor,
+             counts: torch.Tensor) -> torch.Tensor:
         """Logits from the pooled core features (batch, width), with the convolutional branch's
-        reading of prepared x (batch, seq, features) beside them."""
+        reading of prepared x (batch, seq, features) beside them; `steps` and `counts` are x in the
+        core's patches, which the branch reuses when it reads the same ones."""
         if self.conv is not None:
-            steps, counts = patches(x, lengths, self.conv_patch)
+            if self.conv_patch != self.patch:
+                steps, counts = patches(x, lengths, self.conv_patch)
             real = torch.arange(steps.shape[1], device=x.device)[None, :] < counts[:, None]
             features = torch.cat([features, self.conv(steps, real)], dim=-1)
         if self.drop is not None:

@@ -24,7 +24,7 @@ def trace_gates(model: LSTMClassifier, x: torch.Tensor) -> dict[str, torch.Tenso
     """
     x = x.to(next(model.parameters()).device)
     trace: dict[str, torch.Tensor] = {}
-    if model.plain and not model.series_norm:
+    if model.plain:
         outputs, _ = unroll(model.cell, model.lstm, model.standardise(x), trace=trace)
         trace["probabilities"] = model.fc(outputs).softmax(dim=-1)
         return trace
