@@ -24,7 +24,7 @@ RECIPES = {
     "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none",
                      lr=0.01, label_smoothing=0.0, weight_decay=0.0),
 }
-# What the fast recipe does differently for a dataset, measured (see the README). Fashion-MNIST:
+# What the fast recipe does differently for a dataset, measured (see docs/recipes.md). Fashion-MNIST:
 # standardised inputs (+0.8 points in 2 epochs) and no shifts (+0.9), while standardising costs
 # MNIST accuracy; and a gentler peak rate with label smoothing and weight decay, which together
 # lift 2 epochs from 87.4-87.7 % to 88.0-88.2 % (seeds 0-2).
