@@ -10,7 +10,7 @@ Each problem runs `seqlstm train --dataset NAME_TRAIN.x --test-dataset NAME_TEST
 --out and --run-dir in a temporary folder, plus --seqlstm-args, split like a shell would) as a child
 process, timed as a whole, and reads the accuracy from its last `Test Accuracy ...: 81.14 %` line.
 The peers (1-NN DTW, MiniRocket with random_state=0, both n_jobs=1) run in this process, timed over
-fit and predict; --no-peers skips them and aeon is not imported (the data columns stay empty for .ts).
+fit and predict; --no-peers skips them and aeon is not imported.
 
 Prints a table and writes JSON (--json, default benchmarks/results/ucr.json). A failing command is
 recorded with its stderr's tail and the run goes on. Nothing here asserts an accuracy or a time.
@@ -19,7 +19,6 @@ recorded with its stderr's tail and the run goes on. Nothing here asserts an acc
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -34,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from seqlstm import read_sequences
 
 REPO = Path(__file__).resolve().parents[1]
 ACCURACY = re.compile(r"^Test Accuracy .*: ([0-9.]+) %$")
@@ -63,31 +64,12 @@ def find_problems(folder: Path, names: list[str]) -> dict[str, tuple[Path, Path]
     return problems
 
 
-def read_csv(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """One univariate series a row, label first; trailing empty cells end a shorter series."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
-    series, labels = [], []
-    for i, row in enumerate(rows):
-        cells = [cell.strip() for cell in row[1:]]
-        while cells and not cells[-1]:
-            cells.pop()
-        try:
-            series.append(np.array(cells, dtype=np.float64)[None, :])
-        except ValueError:
-            if i == 0:
-                continue  # a header row
-            raise
-        labels.append(row[0].strip())
-    return series, np.array(labels)
-
-
-def load(path: Path, load_from_ts_file) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
-    """(X, y) as aeon takes them: (n, channels, length) when every series is as long, else a list of 2D arrays."""
-    if path.suffix == ".ts":
-        return load_from_ts_file(str(path))
-    series, labels = read_csv(path)
-    return (np.stack(series) if len({s.shape for s in series}) == 1 else series), labels
+def load(path: Path) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+    """(X, y) as aeon takes them, read by seqlstm's own reader so that every side sees the same
+    data: (n, channels, length) when every series is as long, else a list of (channels, length_i)."""
+    raw = read_sequences(path)
+    series = [raw.values[i, : raw.lengths[i]].T.astype(np.float64) for i in range(len(raw.lengths))]
+    return (np.stack(series) if len({x.shape for x in series}) == 1 else series), np.asarray(raw.labels).astype(str)
 
 
 def describe(X_train, y_train, X_test) -> dict:
@@ -132,15 +114,14 @@ def run_peer(make, X_train, y_train, X_test, y_test) -> dict:
 
 
 def import_aeon():
-    """aeon's .ts reader and the peers' constructors; exits 1 when aeon is missing."""
+    """The peers' constructors; exits 1 when aeon is missing."""
     try:
         from aeon.classification.convolution_based import MiniRocketClassifier
         from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
-        from aeon.datasets import load_from_ts_file
     except ImportError:
         print("aeon is not installed; pip install -e '.[bench]'", file=sys.stderr)
         sys.exit(1)
-    return load_from_ts_file, {
+    return {
         "dtw": lambda: KNeighborsTimeSeriesClassifier(n_neighbors=1, distance="dtw", n_jobs=1),
         "minirocket": lambda: MiniRocketClassifier(random_state=0, n_jobs=1),
     }
@@ -197,7 +178,7 @@ def report(rows: list[dict], summary: dict, peers: bool) -> None:
 
 
 def machine() -> dict:
-    """Facts about where the figures were measured (versions read without importing torch or aeon)."""
+    """Facts about where the figures were measured."""
     def version(package: str) -> str | None:
         try:
             return metadata.version(package)
@@ -230,16 +211,15 @@ def main(argv: list[str] | None = None) -> None:
     if not problems:
         sys.exit(f"no NAME_TRAIN/NAME_TEST .ts or .csv pairs in {folder}")
     peers = not args.no_peers
-    load_from_ts_file, makers = import_aeon() if peers else (None, {})
+    makers = import_aeon() if peers else {}
     extra = shlex.split(args.seqlstm_args)
 
     rows = []
     for name, (train, test) in problems.items():
         print(f"{name}: seqlstm train ...", file=sys.stderr, flush=True)
         row = {"problem": name, "train_file": str(train), "test_file": str(test)}
-        if peers or train.suffix == ".csv":
-            (X_train, y_train), (X_test, y_test) = load(train, load_from_ts_file), load(test, load_from_ts_file)
-            row.update(describe(X_train, y_train, X_test))
+        (X_train, y_train), (X_test, y_test) = load(train), load(test)
+        row.update(describe(X_train, y_train, X_test))
         row["seqlstm"] = run_seqlstm(train, test, extra)
         for peer, make in makers.items():
             print(f"{name}: {peer} ...", file=sys.stderr, flush=True)
