@@ -32,6 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import seqlstm
 from seqlstm.device import resolve_device, resolve_precision
+from seqlstm.evaluate import logits_of
+from seqlstm.evaluate import summarise as evaluation_of
 
 TARGET_ACCURACY = 98.0
 
@@ -91,7 +93,8 @@ class Clock:
         if self.last is not None:
             self.train_s += time.perf_counter() - self.last
         if step % self.eval_every == 0:
-            accuracy = seqlstm.evaluate(model, *self.test, precision=self.precision).accuracy
+            # Any module mapping raw samples to logits: seqlstm's (uint8 images in) and the tutorial's (float ones).
+            accuracy = evaluation_of(logits_of(model, self.test[0], self.precision), self.test[1], "test").accuracy
             # The first step is timed by the average of the others (it has no tick before it).
             self.curve.append((step, self.train_s * step / max(step - 1, 1), accuracy))
             model.train()
@@ -224,7 +227,8 @@ def child(task: tuple, queue) -> None:
     if kind == "reference":
         train = seqlstm.load_dataset("mnist", "train", data_dir)
         test = seqlstm.load_dataset("mnist", "test", data_dir)
-        data = ((train.images, train.labels), (test.images.to(device), test.labels.to(device)))
+        # The tutorial's model reads images scaled to [0, 1], as its loader's to_tensor makes them.
+        data = ((train.images, train.labels), (test.images.to(device).float() / 255, test.labels.to(device)))
         queue.put(run_reference(data, steps, device, seed))
     else:
         queue.put(run_seqlstm(data_dir, steps, device, seed, overrides, label))

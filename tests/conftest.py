@@ -136,3 +136,14 @@ def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     config = TrainConfig(epochs=1, data_dir=str(mnist_dir), out=str(folder / "model.ckpt"), run_dir=str(folder / "run"))
     return train(config, log=lambda line: None).checkpoint
+
+
+@pytest.fixture(scope="session")
+def ucr_dir() -> Path:
+    """The UCR problems in `.ts` files: `$SEQLSTM_DATA/ucr`, else `../shared/data/ucr`."""
+    directory = Path(SHARED_DATA) / "ucr" if SHARED_DATA else REPO.parent / "shared" / "data" / "ucr"
+    if not (directory / "ItalyPowerDemand_TRAIN.ts").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"UCR files not found in {directory}; CI must set SEQLSTM_DATA")
+        pytest.skip(f"UCR files not found in {directory}; set SEQLSTM_DATA to a folder holding ucr/")
+    return directory

@@ -26,7 +26,9 @@ def test_round_trip_restores_weights_config_and_outputs(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert raw["format_version"] == FORMAT_VERSION and raw["metrics"] == {"test_accuracy": 12.5}
     assert raw["model_args"] == {"input_size": 28, "hidden_size": 16, "num_layers": 2, "num_classes": 10, "cell": "lstm",
-                                 "patch": 1, "bidirectional": False, "pool": "last", "dropout": 0.0, "conv": 0, "series_norm": False, "conv_patch": 1}
+                                 "patch": 1, "bidirectional": False, "pool": "last", "dropout": 0.0, "conv": 0, "series_norm": False, "conv_patch": 1,
+                                 "classes": list("0123456789"),
+                                 "inputs": {"kind": "images", "steps": 28, "image_shape": [28, 28], "view": "rows"}}
     assert os.listdir(tmp_path) == ["m.ckpt"]
 
 

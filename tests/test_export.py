@@ -9,7 +9,6 @@ import torch
 from conftest import run_cli
 from seqlstm import ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
 from seqlstm import export as export_module
-from seqlstm.data.sequences import feature_encoding
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -107,12 +106,12 @@ SEQUENCE_SHAPES = {
 def test_onnx_equals_pytorch_for_each_sequence_shape(tmp_path, shape):
     model_args = SEQUENCE_SHAPES[shape]
     torch.manual_seed(0)
-    model = LSTMClassifier(3, hidden_size=8, num_layers=2, num_classes=4, **model_args)
+    model = LSTMClassifier(3, hidden_size=8, num_layers=2, num_classes=4, classes=tuple("abcd"),
+                           inputs=dict(kind="sequences", steps=20), **model_args)
     if model.conv is not None:
         for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):  # statistics as after training
             norm.running_mean.uniform_(-0.5, 0.5)
             norm.running_var.uniform_(0.5, 2.0)
-    model.encoding = feature_encoding(tuple("abcd"), torch.zeros(1, 20, 3))
     config = TrainConfig(dataset="x.npz", cell=model.cell, **{k: v for k, v in model_args.items() if k not in ("cell", "series_norm")},
                          **({"normalize": "series"} if model.series_norm else {}))
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, config)

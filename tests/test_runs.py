@@ -245,17 +245,18 @@ import importlib
 import sys
 from seqlstm.cli import main
 
-# The module, not the function `seqlstm.train` that the package exports under the same name.
-training = importlib.import_module("seqlstm.train")
-load = training.load_training_data
+# The image set's record loads the data: one of its training images gets a NaN (float images are
+# taken as scaled to [0, 1], as the uint8 ones become).
+records = importlib.import_module("seqlstm.data.records")
+load = records.ImageSet.load
 
-def poisoned(config):
-    data = load(config)
-    images = data.train.inputs.float()
+def poisoned(self, config):
+    data = load(self, config)
+    images = data.train.inputs.float() / 255
     images[{index}, 14, 14] = float("nan")
     return data._replace(train=data.train._replace(inputs=images))
 
-training.load_training_data = poisoned
+records.ImageSet.load = poisoned
 sys.exit(main(sys.argv[1:]))
 """
 

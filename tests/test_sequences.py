@@ -13,8 +13,8 @@ from conftest import product_photo, run_cli
 from seqlstm import ConfigError, DataError, LSTMClassifier, TrainConfig, evaluate_checkpoint, explain, load_checkpoint, train
 from seqlstm.checkpoint import save_checkpoint
 from seqlstm.data import load_dataset
-from seqlstm.data.datasets import stratified_test_rows
-from seqlstm.data.sequences import image_encoding
+from seqlstm.data.batches import stratified_test_rows
+from seqlstm.model.inputs import InputTransform, pixel_order
 from seqlstm.predict import predict, predict_files
 
 
@@ -38,18 +38,24 @@ def test_padding_never_changes_a_prediction(cell):
 
 def test_views_read_the_same_pixels_in_their_own_order():
     images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
-    classes = tuple("abcdefghij")
-    rows = image_encoding(classes, 28, 28, "rows")(images)
-    pixels = image_encoding(classes, 28, 28, "pixels")(images)
-    permuted = image_encoding(classes, 28, 28, "permuted", perm_seed=5)
+
+    def view(name, perm_seed=0):
+        features = 28 if name == "rows" else 1
+        return InputTransform(features, image_shape=(28, 28), view=name, perm_seed=perm_seed)
+
+    rows = view("rows")(images)
+    pixels = view("pixels")(images)
+    permuted = view("permuted", perm_seed=5)
     assert rows.shape == (3, 28, 28) and pixels.shape == (3, 784, 1) and permuted(images).shape == (3, 784, 1)
     torch.testing.assert_close(rows, images.float() / 255, rtol=0, atol=0)
     torch.testing.assert_close(pixels[:, :, 0], images.reshape(3, 784).float() / 255, rtol=0, atol=0)
     order = permuted.permutation
     assert sorted(order.tolist()) == list(range(784)) and not torch.equal(order, torch.arange(784))
     torch.testing.assert_close(permuted(images)[:, :, 0], pixels[:, order, 0], rtol=0, atol=0)
-    assert torch.equal(image_encoding(classes, 28, 28, "permuted", perm_seed=5).permutation, order)
-    assert not torch.equal(image_encoding(classes, 28, 28, "permuted", perm_seed=6).permutation, order)
+    assert torch.equal(view("permuted", perm_seed=5).permutation, order)
+    assert not torch.equal(view("permuted", perm_seed=6).permutation, order)
+    # Float images are taken as already scaled to [0, 1] (what the ONNX file takes).
+    torch.testing.assert_close(view("rows")(images.float() / 255), rows, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("view", ["pixels", "permuted"])
@@ -58,10 +64,10 @@ def test_a_view_trains_and_every_later_command_reads_by_it(tmp_path, mnist_dir, 
                          out=str(tmp_path / "m.ckpt"), run_dir=str(tmp_path / "run"))
     result = train(config, log=lambda line: None)
     model, _ = load_checkpoint(result.checkpoint)
-    assert (model.encoding.view, model.encoding.steps, model.encoding.features) == (view, 784, 1)
+    assert (model.inputs.view, model.inputs.steps, model.inputs.features) == (view, 784, 1)
     if view == "permuted":
         # The order is the one drawn from --perm-seed at training time, read back from the checkpoint.
-        assert torch.equal(model.encoding.permutation, image_encoding(model.encoding.classes, 28, 28, view, 3).permutation)
+        assert torch.equal(model.inputs.permutation, pixel_order(784, 3))
     again = evaluate_checkpoint(result.checkpoint, device="cpu")
     assert (again.correct, again.total) == (result.evaluation.correct, 10000)
     explained = explain(result.checkpoint, 0, out=tmp_path / "g.png", device="cpu")
@@ -107,7 +113,7 @@ def test_onnx_export_applies_the_view_and_reads_lengths(tmp_path, mnist_dir):
     # The file takes plain images scaled to [0, 1] and reads them in the stored pixel order itself.
     got = session.run(None, {"x": images.numpy().astype(np.float32) / 255})[0]
     with torch.inference_mode():
-        expected = model(model.encoding(images)).numpy()
+        expected = model(images).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
     np.savez(tmp_path / "seq.npz", **memory_task(100, 0))
@@ -124,13 +130,13 @@ def test_onnx_export_applies_the_view_and_reads_lengths(tmp_path, mnist_dir):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
-def test_checkpoints_without_an_encoding_read_images_by_rows(tmp_path):
+def test_a_bare_model_reads_images_by_rows(tmp_path):
     torch.manual_seed(0)
     model = LSTMClassifier(28, hidden_size=8, num_layers=1)
     path = save_checkpoint(tmp_path / "bare.ckpt", model, TrainConfig(hidden_size=8, num_layers=1))
     loaded, _ = load_checkpoint(path)
-    assert (loaded.encoding.kind, loaded.encoding.view, loaded.encoding.steps) == ("images", "rows", 28)
-    assert loaded.encoding.classes == tuple("0123456789")
+    assert (loaded.inputs.kind, loaded.inputs.view, loaded.inputs.steps) == ("images", "rows", 28)
+    assert loaded.classes == tuple("0123456789")
 
 
 def memory_task(n: int, seed: int, features: int = 2, longest: int = 24) -> dict:
@@ -154,7 +160,7 @@ def test_a_model_carries_memory_from_the_first_step(tmp_path):
     assert result.evaluation.total == 400 and result.evaluation.unit == "sequences"
     assert result.evaluation.accuracy >= 90.0, result.evaluation.summary()  # chance is 25 %
     model, _ = load_checkpoint(result.checkpoint)
-    assert model.encoding.classes == ("high-high", "high-low", "low-high", "low-low")
+    assert model.classes == ("high-high", "high-low", "low-high", "low-low")
 
 
 def test_inputs_are_standardised_inside_the_model_with_the_real_steps_of_the_training_set(tmp_path):
@@ -169,11 +175,11 @@ def test_inputs_are_standardised_inside_the_model_with_the_real_steps_of_the_tra
     train(config, log=lambda line: None)
     model = load_checkpoint(tmp_path / "m.ckpt")[0]
     real = np.array([1, 3, 5, 7, 1, 3, 2], dtype=np.float64)  # the padding's zeros are left out
-    np.testing.assert_allclose(model.input_mean.numpy(), [real.mean(), 10.0], rtol=1e-6)
+    np.testing.assert_allclose(model.inputs.mean.numpy(), [real.mean(), 10.0], rtol=1e-6)
     # A feature that never varies is only centred.
-    np.testing.assert_allclose(model.input_std.numpy(), [real.std(), 1.0], rtol=1e-6)
+    np.testing.assert_allclose(model.inputs.std.numpy(), [real.std(), 1.0], rtol=1e-6)
     x = torch.from_numpy(x)
-    torch.testing.assert_close(model.standardise(x), (x - model.input_mean) / model.input_std)
+    torch.testing.assert_close(model.inputs(x), (x - model.inputs.mean) / model.inputs.std)
 
 
 def test_the_test_split_is_stratified_and_seeded():
@@ -334,7 +340,7 @@ def test_fashion_mnist_from_the_system_package_learns_and_predicts_product_photo
         photos.append(tmp_path / f"photo{index}.png")
         Image.fromarray(product_photo(images[index].numpy(), index)).save(photos[-1])
     predictions = predict_files(tmp_path / "f.ckpt", photos, top_k=1, device="cpu")
-    classes = result.model.encoding.classes
+    classes = result.model.classes
     right = sum(p.top[0].label == classes[label] for p, label in zip(predictions, labels[:60].tolist()))
     assert right >= 45, f"{right} of 60 photos recognised"
     as_images = [top[0].label for top in predict(result.model, images[:60], top_k=1)]

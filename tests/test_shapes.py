@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from seqlstm import ConfigError, LSTMClassifier
-from seqlstm.model.classifier import patches, reversal, series_standardise
+from seqlstm.model.classifier import patches, reversal
+from seqlstm.model.inputs import series_standardise
 
 SHAPES = [
     dict(pool=pool, bidirectional=bidirectional, patch=patch)

@@ -35,7 +35,9 @@ def test_max_steps_and_the_checkpoint_it_leaves(tmp_path, mnist_dir):
     model, config = load_checkpoint(result.checkpoint)
     assert config == result.config
     assert model.hparams == {"input_size": 28, "hidden_size": 32, "num_layers": 1, "num_classes": 10, "cell": "lstm",
-                             "patch": 1, "bidirectional": False, "pool": "last", "dropout": 0.0, "conv": 0, "series_norm": False, "conv_patch": 1}
+                             "patch": 1, "bidirectional": False, "pool": "last", "dropout": 0.0, "conv": 0, "series_norm": False, "conv_patch": 1,
+                             "classes": list("0123456789"),
+                             "inputs": {"kind": "images", "steps": 28, "image_shape": [28, 28], "view": "rows"}}
 
 
 def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_dir):

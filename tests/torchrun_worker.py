@@ -12,16 +12,17 @@ import torch
 from seqlstm import LSTMClassifier, cli
 
 training = importlib.import_module("seqlstm.train")
+records = importlib.import_module("seqlstm.data.records")
 rank = os.environ["RANK"]
-fit, random_shift, forward = training.fit, training.random_shift, LSTMClassifier.forward
+fit, augment, forward = training.fit, records.ImageSet.augment, LSTMClassifier.forward
 steps, samples = [], []
 
 
-def failing_shift(*args, **kwargs):
+def failing_augment(*args, **kwargs):
     steps.append(None)
     if rank == os.environ.get("SEQLSTM_TEST_FAIL_RANK") and len(steps) == int(os.environ["SEQLSTM_TEST_FAIL_STEP"]):
         raise RuntimeError(f"injected failure on rank {rank}")
-    return random_shift(*args, **kwargs)
+    return augment(*args, **kwargs)
 
 
 def counted_forward(model, x, lengths=None):
@@ -37,5 +38,5 @@ def fit_and_keep(*args, **kwargs):
     return result
 
 
-training.random_shift, training.fit, LSTMClassifier.forward = failing_shift, fit_and_keep, counted_forward
+records.ImageSet.augment, training.fit, LSTMClassifier.forward = failing_augment, fit_and_keep, counted_forward
 sys.exit(cli.main(sys.argv[1:]))

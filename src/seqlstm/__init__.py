@@ -5,9 +5,9 @@ __version__ = "0.1.0"
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import LabelledImages, load_dataset
-from .data.datasets import TrainingData, load_training_data
+from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
 from .data.seqfiles import RawSequences, read_sequences
-from .data.sequences import Encoding, Sequences
+from .data.sequences import Sequences
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -31,20 +31,33 @@ from .runs import plot_run, read_metrics
 from .train import TrainResult, resume, train
 from .web import serve
 
+
+def __getattr__(name: str):
+    # The estimator needs scikit-learn (the `sklearn` extra): imported on first use, so that the
+    # rest of seqlstm (and the CLI's start-up) never loads it.
+    if name == "SequenceClassifier":
+        try:
+            from .estimator import SequenceClassifier
+        except ImportError as e:
+            raise ImportError(f'SequenceClassifier needs scikit-learn ({e}); install it with: pip install "seqlstm[sklearn]"') from None
+        return SequenceClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
+    "Arrays",
     "CELLS",
     "CheckpointError",
     "ClassMetrics",
     "ConfigError",
     "DataError",
     "DownloadError",
-    "Encoding",
     "Evaluation",
     "Explanation",
     "ExportError",
     "ExportResult",
     "FilePrediction",
     "Guess",
+    "ImageSet",
     "InputError",
     "LSTMClassifier",
     "LabelledImages",
@@ -53,6 +66,8 @@ __all__ = [
     "RawSequences",
     "RunError",
     "SeqlstmError",
+    "SequenceClassifier",
+    "SequenceFile",
     "Sequences",
     "ServeError",
     "TrainConfig",
@@ -65,7 +80,7 @@ __all__ = [
     "export_onnx",
     "load_checkpoint",
     "load_dataset",
-    "load_training_data",
+    "source_for",
     "per_class_metrics",
     "plot_run",
     "predict",

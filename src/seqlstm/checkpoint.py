@@ -3,12 +3,15 @@
 A checkpoint is a dict: `format`, `format_version`, `seqlstm_version`, `config` (TrainConfig as
 plain types), `model_args` (the classifier's constructor arguments), `state_dict` (CPU tensors)
 and `metrics`. A run's `last.ckpt` also holds `training`: everything needed to continue the run
-exactly (see resume.py). `torch.load(weights_only=True)` reads it; nothing in it can run code.
+exactly (see resume.py); one saved by SequenceClassifier holds `estimator` (its parameters and label
+values). `torch.load(weights_only=True)` reads it; nothing in it can run code.
 
 Format versions: 1 had no `training` key and no run settings in `config` (run_dir, val_size,
-eval_every, checkpoint_every); such files still load, with those settings at their defaults.
-Version 2 added both. Version 3 added `encoding` (data.sequences.Encoding: the view or feature
-statistics and the class names); older files read as MNIST-style images by rows.
+eval_every, checkpoint_every); version 2 added both. Version 3 added `encoding`, a side-car saying
+how stored samples became the model's input, and the class names. Version 4 moved all of that into
+the model: `model_args` holds its `classes` and its input transform's arguments (`inputs`), and the
+transform's statistics and pixel order are tensors of the `state_dict` (`inputs.*`). Older files
+load through `upgrade`, the one place that knows the old layouts.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ import torch
 
 from .atomic import replace_atomically
 from .config import TrainConfig
-from .data.sequences import Encoding, legacy_encoding
-from .data.sources import DATASETS
-from .errors import CheckpointError, ConfigError
+from .data.records import source_for
+from .errors import CheckpointError, ConfigError, DataError
 from .model import LSTMClassifier
+from .model.inputs import IMAGES, SEQUENCES
 
 FORMAT = "seqlstm-checkpoint"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def save_checkpoint(
@@ -38,14 +41,15 @@ def save_checkpoint(
     config: TrainConfig,
     metrics: dict | None = None,
     training: dict | None = None,
+    estimator: dict | None = None,
 ) -> Path:
     """Write `model` and `config` (and, for a resumable checkpoint, the `training` state) to `path`.
 
-    The model's `encoding` is saved with it; a bare model (encoding None) is saved as reading
-    square images by rows, as the tutorial's model does.
+    The model's class names and input transform are saved with it (in `model_args` and its weights).
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     `path`, so a crash leaves either the old file or the complete new one, never a partial file.
-    `training` must hold tensors and plain containers only. Raises OutputError when `path` cannot
+    `training` must hold tensors and plain containers only; so must `estimator`, what
+    SequenceClassifier keeps beside the model (its parameters and label values). Raises OutputError when `path` cannot
     be written, ConfigError when `model` is not the cell `config` names (such a file could not be
     loaded again). Returns `path`.
     """
@@ -63,26 +67,53 @@ def save_checkpoint(
         "seqlstm_version": __version__,
         "config": config.to_dict(),
         "model_args": dict(model.hparams),
-        "encoding": encoding_of(model, config.dataset).to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
     if training is not None:
         payload["training"] = training
+    if estimator is not None:
+        payload["estimator"] = estimator
     return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
-def encoding_of(model: torch.nn.Module, dataset: str | None = None) -> Encoding:
-    """How `model` reads stored samples: its own encoding or, for a bare model (or any module taking
-    (batch, seq, features)), the tutorial's: square images read by rows, its classes named as those
-    of the published `dataset` when the counts agree, else by index."""
-    if getattr(model, "encoding", None) is not None:
-        return model.encoding
-    hparams = getattr(model, "hparams", {})
-    count, features = hparams.get("num_classes", 0), hparams.get("input_size", 0)
-    known = DATASETS.get(dataset)
-    named = known is not None and len(known.classes) == count
-    return legacy_encoding(known.classes if named else tuple(str(k) for k in range(count)), features)
+def upgrade(data: dict) -> dict:
+    """A checkpoint dict of any earlier format version in today's layout (see the module docstring).
+
+    Each step applies only where the old layout is found, so a file whose version number says older
+    than its contents still loads. Files of version 1 and 2 knew no other input than square images
+    read by rows, their classes named as the published dataset's when the counts agree.
+    """
+    args, state = dict(data["model_args"]), dict(data["state_dict"])
+    encoding = data.pop("encoding", None)
+    count, features = args.get("num_classes", 10), args.get("input_size", 28)
+    if "inputs" not in args:
+        if isinstance(encoding, dict) and encoding.get("kind") == "features":
+            args["inputs"] = dict(kind=SEQUENCES, steps=encoding.get("steps"))
+        elif isinstance(encoding, dict):
+            args["inputs"] = dict(kind=IMAGES, image_shape=encoding.get("image_shape"), view=encoding.get("view", "rows"))
+            if encoding.get("permutation") is not None:
+                state["inputs.permutation"] = encoding["permutation"]
+        else:
+            args["inputs"] = dict(kind=IMAGES, image_shape=[features, features], view="rows")
+    if "classes" not in args:
+        if isinstance(encoding, dict) and "classes" in encoding:
+            args["classes"] = list(encoding["classes"])
+        else:
+            try:
+                known = source_for(data["config"].get("dataset", "mnist"))
+            except DataError:
+                known = None
+            named = known is not None and known.kind == IMAGES and len(known.dataset.classes) == count
+            args["classes"] = list(known.dataset.classes) if named else [str(k) for k in range(count)]
+    # Statistics before version 4 were the model's own buffers; before version 3 there were none
+    # (the input was read as it is).
+    for old, new, fill in (("input_mean", "inputs.mean", 0.0), ("input_std", "inputs.std", 1.0)):
+        if old in state:
+            state[new] = state.pop(old)
+        elif new not in state:
+            state[new] = torch.full((features,), fill)
+    return {**data, "model_args": args, "state_dict": state}
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -124,11 +155,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     missing = [k for k in ("config", "model_args", "state_dict") if not isinstance(data.get(k), dict)]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is incomplete: missing {', '.join(missing)}")
-    return data
+    return upgrade(data) if version < FORMAT_VERSION else data
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LSTMClassifier, TrainConfig]:
-    """Rebuild the trained model (in eval mode, on `device`, its `encoding` set) and its config from `path`."""
+    """Rebuild the trained model (in eval mode, on `device`, with its classes and input transform) and
+    its config from `path`."""
     data = read_checkpoint(path)
     try:
         config = TrainConfig.from_dict(data["config"])
@@ -136,14 +168,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         if model.cell != config.cell:
             raise ConfigError(f"the model is a {model.cell!r} cell but its config says {config.cell!r}")
         model.load_state_dict(data["state_dict"])
-        encoding = data.get("encoding")
-        model.encoding = encoding_of(model, config.dataset) if encoding is None else Encoding.from_dict(encoding)
-        if len(model.encoding.classes) != model.hparams["num_classes"] or model.encoding.features != model.hparams["input_size"]:
-            raise ConfigError(
-                f"the input encoding ({model.encoding.features} features, {len(model.encoding.classes)} classes) does not fit "
-                f"the model ({model.hparams['input_size']} features, {model.hparams['num_classes']} classes)"
-            )
-    except (ConfigError, CheckpointError, TypeError, ValueError, RuntimeError) as e:
+    except (ConfigError, CheckpointError, DataError, TypeError, ValueError, RuntimeError) as e:
         # load_state_dict lists every mismatched tensor over many lines; the first says what is wrong.
         reason = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: checkpoint contents do not fit together: {reason}") from None

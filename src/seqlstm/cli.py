@@ -11,7 +11,6 @@ import sys
 
 from . import __version__, distributed
 from .config import CHOICES, TrainConfig
-from .data.sequences import VIEWS
 from .data.sources import DATASETS
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 from .model import CELLS
@@ -44,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{' or '.join(DATASETS)}, or your own labelled sequences: a .npz, .ts (sktime/UCR/UEA) "
                         "or .csv file (default: %(default)s)")
     t.add_argument("--data-dir", default=DEFAULTS.data_dir, metavar="DIR", help=data_dir_help)
-    t.add_argument("--view", choices=VIEWS, default=DEFAULTS.view,
+    t.add_argument("--view", choices=CHOICES["view"], default=DEFAULTS.view,
                    help="how an image is read: rows (28 steps of 28 pixels), pixels (784 steps of 1), permuted "
                         "(784 steps in a fixed random order) (default: %(default)s)")
     t.add_argument("--perm-seed", type=int, default=DEFAULTS.perm_seed, metavar="N",

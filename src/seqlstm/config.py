@@ -3,20 +3,21 @@
 The model, batch size and epochs are always the tutorial's unless changed; *how* they are trained
 comes from a recipe. `fast` (the default) adds bf16 autocast where the hardware has it, a one-cycle
 schedule peaking at the tutorial's lr 0.01, gradient clipping, an LSTM-friendly initialisation and
-random one-pixel shifts of the training images, with measured exceptions for a dataset or a view
-(below); `tutorial` trains exactly as the tutorial did, for comparison. A user's sequence files are
-standardised by every recipe.
+random one-pixel shifts of the training images, with measured exceptions that live in the records of
+what is read: an image set's (data/sources.py), a view's (model/inputs.py), and the budget and
+model of a user's sequences (data/records.py). `tutorial` trains exactly as the tutorial did, for
+comparison. A user's sequences are standardised by every recipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .data.datasets import is_file
-from .data.sequences import VIEWS
+from .data.records import FOR_IMAGES, source_for
 from .errors import ConfigError
 from .model.cells import check_cell
 from .model.classifier import POOLS
+from .model.inputs import VIEWS
 
 RECIPES = {
     "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none",
@@ -24,27 +25,9 @@ RECIPES = {
     "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none",
                      lr=0.01, label_smoothing=0.0, weight_decay=0.0),
 }
-# What the fast recipe does differently for a dataset, measured (see docs/recipes.md). Fashion-MNIST:
-# standardised inputs (+0.8 points in 2 epochs) and no shifts (+0.9), while standardising costs
-# MNIST accuracy; and a gentler peak rate with label smoothing and weight decay, which together
-# lift 2 epochs from 87.4-87.7 % to 88.0-88.2 % (seeds 0-2).
-FAST_FOR_DATASET = {
-    "fashion-mnist": dict(normalize="standard", augment_shift=0, lr=0.005, label_smoothing=0.1, weight_decay=0.01),
-}
-# ... and for a view: one pixel per step makes sequences of 784 steps, which the tutorial's rate and
-# a forget bias of 1 do not learn at all (the loss stays at chance); memories spread over all 784
-# steps ("chrono" init), standardised pixels and a peak rate of 0.001 do.
-FAST_FOR_VIEW = {view: dict(init="chrono", normalize="standard", lr=0.001) for view in ("pixels", "permuted")}
-# The tutorial's model and budget: what a published image set trains with unless told otherwise.
-FOR_IMAGES = dict(batch_size=100, epochs=2, val_size=0, patch=1, conv_patch=1, pool="last", bidirectional=False, conv=0, dropout=0.0,
-                  patience=0, class_weight="none")
-# A user's features come in any units (volts beside metres): every recipe standardises them. The
-# budget (batch size, epochs, validation share, patience) and the patch length are planned from the
-# data itself (plan.py); the model's shape was chosen by measurement over the UCR problems (see the docs).
-FOR_FILES = dict(normalize="standard", pool="mean", bidirectional=False, conv=128, dropout=0.0, class_weight="none")
 CHOICES = dict(
     recipe=tuple(RECIPES),
-    view=VIEWS,
+    view=tuple(VIEWS),
     precision=("auto", "fp32", "bf16"),
     schedule=("onecycle", "constant"),
     init=("lstm", "chrono", "default"),
@@ -54,18 +37,9 @@ CHOICES = dict(
 )
 
 
-def recipe_settings(recipe: str, dataset: str, view: str = "rows") -> dict:
-    """The settings `recipe` chooses for training on `dataset` (a lower-case name or a file's path) read in `view`."""
-    if is_file(dataset):
-        return {**RECIPES[recipe], **FOR_FILES}
-    if recipe != "fast":
-        return {**RECIPES[recipe], **FOR_IMAGES}
-    return {**RECIPES[recipe], **FOR_IMAGES, **FAST_FOR_DATASET.get(dataset, {}), **FAST_FOR_VIEW.get(view, {})}
-
-
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | a path to the user's .npz, .ts or .csv sequences
+    dataset: str | None = "mnist"  # mnist | fashion-mnist | a path to the user's .npz, .ts or .csv sequences | None: arrays in memory
     data_dir: str | None = None  # a folder with the named dataset's files; None: $SEQLSTM_DATA, system, cache, download
     view: str = "rows"  # images: rows (28 steps x 28) | pixels (784 x 1) | permuted (784 x 1, order from perm_seed)
     perm_seed: int = 0  # the pixel order of the permuted view
@@ -113,13 +87,14 @@ class TrainConfig:
     plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
 
     def __post_init__(self):
-        # A published dataset's name in one spelling, so that everything keyed by it (the recipe's
-        # exceptions, class names, how predict prepares a picture) finds it however it was typed.
-        if not is_file(self.dataset):
-            self.dataset = self.dataset.lower()
+        source = source_for(self.dataset)
+        if source.kind == "images":
+            self.dataset = source.name  # its one spelling, however it was typed
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; use one of {', '.join(RECIPES)}")
-        for name, value in recipe_settings(self.recipe, self.dataset, self.view).items():
+        if self.view not in VIEWS:
+            raise ConfigError(f"view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+        for name, value in {**RECIPES[self.recipe], **source.defaults(self.recipe, self.view)}.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         for name, allowed in CHOICES.items():

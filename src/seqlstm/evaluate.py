@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .checkpoint import encoding_of, load_checkpoint
-from .data.datasets import load_split
+from .checkpoint import load_checkpoint
+from .data.records import samples_for
 from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .model import LSTMClassifier
@@ -110,24 +110,21 @@ def logits_of(
 ) -> torch.Tensor:
     """The model's float32 logits (N, classes), on its device, for stored samples `inputs`.
 
-    `inputs` are what the model's encoding reads: uint8 images (N, H, W), or float sequences
+    `inputs` are the raw samples the model reads: uint8 images (N, H, W), or float sequences
     (N, T, F) with `lengths` (N,). Runs under inference mode, with autocast to `precision` when
     given (the precision the model was trained in); the model's train/eval mode is restored.
     """
     device = next(model.parameters()).device
-    encoding = encoding_of(model)
     was_training = model.training
     model.eval()
     logits = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
         for start in range(0, len(inputs), EVAL_BATCH_SIZE):
-            x = encoding(inputs[start : start + EVAL_BATCH_SIZE].to(device))
-            if lengths is None:
-                logits.append(model(x).float())
-            else:
-                logits.append(model(x, lengths[start : start + EVAL_BATCH_SIZE]).float())
+            x = inputs[start : start + EVAL_BATCH_SIZE].to(device)
+            # Any module mapping raw samples to logits; lengths only to one that reads padded sequences.
+            logits.append((model(x) if lengths is None else model(x, lengths[start : start + EVAL_BATCH_SIZE])).float())
     model.train(was_training)
-    return torch.cat(logits) if logits else torch.empty(0, len(encoding.classes), device=device)
+    return torch.cat(logits) if logits else torch.empty(0, model.hparams["num_classes"], device=device)
 
 
 def summarise(
@@ -164,12 +161,11 @@ def evaluate(
 
     `inputs` and `lengths` are as `logits_of` takes them (uint8 images (N, H, W) for an image
     model). Runs on the model's device under inference mode, with autocast to `precision` when
-    given. `classes` names the classes (default: the model's encoding's). Returns accuracy, mean
+    given. `classes` names the classes (default: the model's). Returns accuracy, mean
     cross-entropy and the confusion matrix.
     """
-    encoding = encoding_of(model)
     logits = logits_of(model, inputs, precision, lengths)
-    return summarise(logits, labels, split, classes or encoding.classes or None, encoding.unit)
+    return summarise(logits, labels, split, classes or getattr(model, "classes", None), model.inputs.unit)
 
 
 def evaluate_checkpoint(
@@ -191,18 +187,18 @@ def evaluate_checkpoint(
     """
     target = resolve_device(device)
     model, config = load_checkpoint(path, target)
-    data = load_split(config, model.encoding, split, data_dir, dataset)
+    data = samples_for(config, model, split, data_dir, dataset)
     try:
         precision = resolve_precision(config.precision, target)
     except ConfigError:
         log.warning("%s was trained in bf16, which %s cannot run; evaluating in float32", path, target)
         precision = None
     logits = logits_of(model, data.inputs, precision, data.lengths)
-    evaluation = summarise(logits, data.labels, split, model.encoding.classes, model.encoding.unit)
+    evaluation = summarise(logits, data.labels, split, model.classes, model.inputs.unit)
     if plots is not None:
         # Imported here so that training and plain evaluation never load matplotlib.
         from .plots import evaluation_figures
 
-        images = data.inputs if model.encoding.kind == "images" else None
-        evaluation.figures = evaluation_figures(plots, evaluation, images, data.labels, logits.softmax(dim=1).cpu())
+        evaluation.figures = evaluation_figures(plots, evaluation, model.inputs.pictures(data.inputs), data.labels,
+                                                logits.softmax(dim=1).cpu())
     return evaluation

@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable, replace_atomically
-from .checkpoint import encoding_of, load_checkpoint
-from .data.datasets import load_split
-from .data.sequences import IMAGES
+from .checkpoint import load_checkpoint
+from .data.records import samples_for
 from .device import resolve_device
 from .errors import ConfigError
 from .model import trace_gates
@@ -80,7 +79,8 @@ def plain(t: torch.Tensor, decimals: int = 6) -> list:
 
 
 def trace_sample(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`trace_gates` for one sequence x (seq, features); the tensors come back on the CPU.
+    """`trace_gates` for one raw sample x (an image (H, W), or a sequence (seq, features) without its
+    padding); the tensors come back on the CPU.
 
     Returns name -> (layers, seq, hidden) for every traced gate and state, and "probabilities"
     -> (seq, classes), the answer after each step; its last row is the model's prediction.
@@ -112,24 +112,23 @@ def explain(
         if path is not None:
             check_writable(path)
     model, config = load_checkpoint(checkpoint, resolve_device(device))
-    samples = load_split(config, model.encoding, split, data_dir)
+    samples = samples_for(config, model, split, data_dir)
     count = len(samples.labels)
     if not 0 <= index < count:
         raise ConfigError(f"index {index} is out of range: the {split} split has {count} samples (0..{count - 1})")
-    encoding = encoding_of(model)
-    x = encoding(samples.inputs[index : index + 1])[0]
+    raw = samples.inputs[index]
     if samples.lengths is not None:
-        x = x[: int(samples.lengths[index])]  # the padding after a sequence is never read for its answer
-    trace = trace_sample(model, x)
+        raw = raw[: int(samples.lengths[index])]  # the padding after a sequence is never read for its answer
+    trace = trace_sample(model, raw)
     result = Explanation(
         cell=model.cell,
         split=split,
         index=index,
-        inputs=x.cpu(),
-        image=samples.inputs[index] if encoding.kind == IMAGES else None,
+        inputs=model.inputs.arrange(raw[None].to(next(model.parameters()).device))[0].cpu(),
+        image=model.inputs.pictures(raw),
         label=int(samples.labels[index]),
         predicted=int(trace["probabilities"][-1].argmax()),
-        classes=encoding.classes,
+        classes=model.classes,
         trace=trace,
     )
     if out is not None:

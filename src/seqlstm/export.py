@@ -13,13 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
-from .data.sequences import IMAGES, Encoding
 from .errors import ExportError
-from .model import LSTMClassifier
 
 # The largest difference between onnxruntime's and PyTorch's logits that still counts as the
 # same model; float32 reordering differences are around 1e-7.
@@ -46,40 +43,13 @@ class ExportResult:
         )
 
 
-class Exported(nn.Module):
-    """What goes into the ONNX file: the model with its encoding's view and its standardisation,
-    so the file takes the same raw input whatever the model was trained on.
-
-    Image models: x float32 (batch, H, W), pixels scaled to [0, 1]. Sequence models: x float32
-    (batch, T, F) as read from the user's files, zero-padded, and lengths int64 (batch,).
-    """
-
-    def __init__(self, model: LSTMClassifier):
-        super().__init__()
-        self.model = model
-        self.encoding = model.encoding
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if self.encoding.kind == IMAGES:
-            return self.model(self.encoding.arrange(x))
-        return self.model(x, lengths)
-
-
-def example_inputs(encoding: Encoding, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Random inputs of the exported model's shapes for `batch` samples: (x,) or (x, lengths)."""
-    if encoding.kind == IMAGES:
-        return (torch.rand(batch, *encoding.image_shape, generator=generator),)
-    x = torch.randn(batch, encoding.steps, encoding.features, generator=generator)
-    return x, torch.randint(1, encoding.steps + 1, (batch,), generator=generator)
-
-
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
     """Export the model in `checkpoint` to the ONNX file `out`, with a dynamic batch axis.
 
-    The file takes what `Exported` takes — an image model's pictures (batch, H, W) scaled to
-    [0, 1], read inside the file by rows, pixels or permuted pixels as in training; a sequence
-    model's raw features (batch, T, F), padded to T steps, and their `lengths` — and returns the
-    logits (batch, classes). It is written to a temporary name, run with onnxruntime on random
+    The file is the whole model, its input transform included, so it takes the raw input the model
+    takes — an image model's pictures (batch, H, W) scaled to [0, 1], read inside the file by rows,
+    pixels or permuted pixels as in training; a sequence model's raw features (batch, T, F), padded
+    to T steps, and their `lengths` — and returns the logits (batch, classes). It is written to a temporary name, run with onnxruntime on random
     inputs of several batch sizes, compared with the PyTorch model, and renamed to `out` only if
     every logit agrees within TOLERANCE. Raises ExportError when the export packages are missing,
     the export fails or the outputs disagree (then `out` is left as it was).
@@ -91,15 +61,14 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
             'Install them with: pip install "seqlstm[export]"'
         )
     model, _ = load_checkpoint(checkpoint, "cpu")
-    exported = Exported(model).eval()
-    example = example_inputs(model.encoding, 2, torch.Generator().manual_seed(0))
+    example = model.inputs.example(2, torch.Generator().manual_seed(0))
     out = check_writable(out)
     diff = None
 
     def write_checked(tmp: Path) -> None:
         nonlocal diff
-        to_onnx(exported, example, tmp)
-        diff = max_abs_diff(exported, tmp)
+        to_onnx(model, example, tmp)
+        diff = max_abs_diff(model, tmp)
         if not diff <= TOLERANCE:
             raise ExportError(
                 f"the exported model's logits differ from PyTorch's by up to {diff:.2e}, more than {TOLERANCE:.0e}; "
@@ -145,7 +114,7 @@ def to_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Pat
         logging.disable(disabled)
 
 
-def max_abs_diff(model: Exported, path: Path) -> float:
+def max_abs_diff(model: torch.nn.Module, path: Path) -> float:
     """Largest |onnxruntime - PyTorch| over the logits for random inputs of each CHECK_BATCHES size."""
     import onnxruntime
 
@@ -158,7 +127,7 @@ def max_abs_diff(model: Exported, path: Path) -> float:
     generator = torch.Generator().manual_seed(1)
     worst = 0.0
     for batch in CHECK_BATCHES:
-        inputs = example_inputs(model.encoding, batch, generator)
+        inputs = model.inputs.example(batch, generator)
         with torch.inference_mode():
             expected = model(*inputs).numpy()
         got = session.run([OUTPUT_NAME], {name: t.numpy() for name, t in zip(INPUT_NAMES, inputs)})[0]

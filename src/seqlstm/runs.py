@@ -22,11 +22,11 @@ PLOTS = "plots"
 TRAINING_PLOT = "training.png"
 
 
-def default_run_dir(config: TrainConfig, now: datetime | None = None) -> Path:
-    """`runs/<UTC timestamp>-<dataset>-<cell>` (<dataset>: a name, or a file's stem), with `-2`, `-3`, ... if runs start in the same second."""
+def default_run_dir(config: TrainConfig, name: str, now: datetime | None = None) -> Path:
+    """`runs/<UTC timestamp>-<name>-<cell>` (<name>: what the data's record calls it: a dataset's name,
+    a file's stem), with `-2`, `-3`, ... if runs start in the same second."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    # A user's file is named by its stem: its path would put folders inside the run's name.
-    base = Path("runs") / f"{stamp}-{Path(config.dataset).stem}-{config.cell}"
+    base = Path("runs") / f"{stamp}-{name}-{config.cell}"
     path, n = base, 1
     while path.exists():
         n += 1

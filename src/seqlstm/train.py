@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -20,10 +20,9 @@ from . import distributed
 from .atomic import check_writable
 from .checkpoint import read_checkpoint, read_training_state, save_checkpoint
 from .config import TrainConfig
-from .data.augment import random_shift
-from .data.batches import hold_out, shuffled_batches, steps_per_epoch, stratified_hold_out
-from .data.datasets import is_file, load_training_data
-from .data.sequences import IMAGES, Sequences, input_statistics
+from .data.batches import shuffled_batches, steps_per_epoch
+from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
+from .data.sequences import Sequences
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import Evaluation, evaluate
@@ -56,10 +55,10 @@ class StepInfo:
 class TrainResult:
     model: LSTMClassifier
     config: TrainConfig  # as resolved: run_dir is set
-    evaluation: Evaluation
-    checkpoint: Path
+    evaluation: Evaluation | None  # on the test split; None for arrays in memory, which bring none
+    checkpoint: Path | None  # None when nothing was written (the estimator's default)
     losses: list[float]  # the loss of every logged step, in order (a resumed run's include the earlier ones)
-    run_dir: Path
+    run_dir: Path | None
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -78,6 +77,8 @@ def train(
     config: TrainConfig,
     log: Callable[[str], None] = print,
     on_step: Callable[[StepInfo], None] | None = None,
+    source: ImageSet | SequenceFile | Arrays | None = None,
+    files: bool = True,
 ) -> TrainResult:
     """Train a classifier as `config` says, evaluate it on the test split and save it to `config.out`.
 
@@ -91,14 +92,21 @@ def train(
         log: receives the tutorial's progress lines (`Epoch [1/2], Step [100/600], Loss: 0.2355`),
             the validation lines and the final accuracy line.
         on_step: called after every optimizer step (for progress bars, benchmarks, notebooks).
+        source: the record of what to learn from (data/records.py); None: the one `config.dataset`
+            names. Arrays in memory come this way (with `config.dataset` None).
+        files: False writes nothing at all — no run directory, no checkpoint — and leaves Ctrl+C
+            to raise KeyboardInterrupt (the estimator's way).
     Returns:
         TrainResult with the trained model, its test evaluation, the checkpoint path and the run directory.
     """
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    # A user's files are recorded by absolute path, so that evaluate and explain find them from anywhere.
-    files = {name: str(Path(getattr(config, name)).resolve()) for name in ("dataset", "test_dataset")
-             if getattr(config, name) is not None and is_file(getattr(config, name))}
-    return run(replace(config, run_dir=str(run_dir), **files), log, on_step, saved=None)
+    source = source_for(config.dataset) if source is None else source
+    if isinstance(source, SequenceFile):
+        # A user's files are recorded by absolute path, so that evaluate and explain find them from anywhere.
+        config = replace(config, dataset=str(Path(config.dataset).resolve()),
+                         test_dataset=None if config.test_dataset is None else str(Path(config.test_dataset).resolve()))
+    if files:
+        config = replace(config, run_dir=str(Path(config.run_dir) if config.run_dir else default_run_dir(config, source.name)))
+    return run(config, log, on_step, None, source, files)
 
 
 def resume(
@@ -125,11 +133,12 @@ def resume(
         data_dir=config.data_dir if data_dir is None else data_dir,
         device=config.device if device is None else device,
     )
-    return run(config, log, on_step, saved)
+    return run(config, log, on_step, saved, source_for(config.dataset), files=True)
 
 
 def run(
-    config: TrainConfig, log: Callable[[str], None], on_step: Callable[[StepInfo], None] | None, saved: dict | None
+    config: TrainConfig, log: Callable[[str], None], on_step: Callable[[StepInfo], None] | None, saved: dict | None,
+    source, files: bool,
 ) -> TrainResult:
     """Train from scratch (`saved` None) or from a resumable checkpoint dict, as `train` describes.
 
@@ -138,12 +147,12 @@ def run(
     """
     device = resolve_device(config.device)
     if not distributed.launched():
-        return fit(config, device, log, on_step, saved)
+        return fit(config, device, log, on_step, saved, source, files)
     device = distributed.start(device)
     try:
         if not distributed.is_main():
             log, on_step = ignore, None
-        return fit(config, device, log, on_step, saved)
+        return fit(config, device, log, on_step, saved, source, files)
     finally:
         distributed.stop()
 
@@ -158,54 +167,52 @@ def fit(
     log: Callable[[str], None],
     on_step: Callable[[StepInfo], None] | None,
     saved: dict | None,
+    source,
+    files: bool,
 ) -> TrainResult:
     """The training run itself, in this process, as `run` describes."""
     main = distributed.is_main()
+    writes = main and files  # the process that writes the run's files, if any are written
     amp_dtype = resolve_precision(config.precision, device)
-    check_writable(config.out)  # before the work: a bad --out must not cost a training run
+    if writes:
+        check_writable(config.out)  # before the work: a bad --out must not cost a training run
     # The test split is loaded now so that a missing test file fails before training rather than after it.
-    train_set, test_set, encoding = load_training_data(config)
-    classes = encoding.classes
-    config = with_plan(config, train_set, encoding)
+    data = source.load(config)
+    train_set, test_set, classes = data.train, data.test, data.classes
+    config = with_plan(config, data, source)
     validation = None
     if config.val_size:
         if config.val_size >= len(train_set.labels):
             raise ConfigError(
-                f"val_size {config.val_size} leaves nothing to train on: the {config.dataset} training split "
-                f"has {len(train_set.labels)} {encoding.unit}; use a smaller --val-size"
+                f"val_size {config.val_size} leaves nothing to train on: the {source.name} training split "
+                f"has {len(train_set.labels)} {data.inputs['kind']}; use a smaller --val-size"
             )
-        if encoding.kind == IMAGES:
-            kept, held_out = hold_out(len(train_set.labels), config.val_size)
-        else:
-            kept, held_out = stratified_hold_out(train_set.labels, config.val_size)
+        kept, held_out = source.hold_out(train_set.labels, config.val_size)
         validation = train_set.take(held_out).to(device)
         train_set = train_set.take(kept)
 
     distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
 
-    run_dir = Path(config.run_dir)
-    if main:
+    run_dir = Path(config.run_dir) if files else None
+    if writes:
         if saved is None:
             start_run_dir(run_dir)
         write_run_config(run_dir, config, device, amp_dtype)
         logger.info("run directory: %s", run_dir)
 
     torch.manual_seed(config.seed)
-    model = LSTMClassifier(encoding.features, config.hidden_size, config.num_layers, len(classes), config.cell,
+    model = LSTMClassifier(data.features, config.hidden_size, config.num_layers, len(classes), config.cell,
                            patch=config.patch, bidirectional=config.bidirectional, pool=config.pool,
                            dropout=config.dropout, conv=config.conv, series_norm=config.normalize == "series",
-                           conv_patch=config.conv_patch)
+                           conv_patch=config.conv_patch, classes=classes, inputs=data.inputs)
     if config.init != "default":
-        memory = math.ceil(encoding.steps / config.patch) if config.init == "chrono" else None
+        memory = math.ceil(model.inputs.steps / config.patch) if config.init == "chrono" else None
         for core in (model.lstm, model.lstm_reverse):
             if core is not None:
                 lstm_init(core, memory=memory)
     if config.normalize == "standard":
         # Inputs of mean 0 and std 1 per feature keep the gates out of saturation from the first step.
-        mean, std = input_statistics(train_set, encoding)
-        model.input_mean.copy_(mean)
-        model.input_std.copy_(std)
-    model.encoding = encoding
+        model.inputs.fit(train_set.inputs, train_set.lengths)
     train_set = train_set.to(device)
     model.to(device)
     # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
@@ -219,7 +226,7 @@ def fit(
     per_epoch = steps_per_epoch(len(train_set.labels), config.batch_size)
     planned = per_epoch * config.epochs
     total_steps = min(config.max_steps or planned, planned)
-    if encoding.kind != IMAGES and total_steps < FEW_STEPS:
+    if source.planned and total_steps < FEW_STEPS:
         logger.warning(
             "warning: only %d optimizer steps (%d training sequences, batch %d, %d epochs): too few for a model to "
             "learn from; leave --epochs and --batch-size unset to let seqlstm plan the budget, or raise --epochs",
@@ -245,9 +252,9 @@ def fit(
             best_state = read_checkpoint(run_dir / BEST)["state_dict"]
         logger.info("resuming at step %d of %d (epoch %d, batch %d)", loop.step, total_steps, loop.epoch, loop.batch)
 
-    last = run_dir / LAST
+    last = run_dir / LAST if files else None
     saved_step = loop.step if saved is not None else None
-    metrics = MetricsLog(run_dir, resume_step=saved_step) if main else None
+    metrics = MetricsLog(run_dir, resume_step=saved_step) if writes else None
     # The first step whose loss was not finite (0: none), kept on the device so that watching for
     # it costs no synchronisation; it is read where the loop syncs anyway, and every step on the
     # CPU, where reading it costs nothing.
@@ -268,7 +275,7 @@ def fit(
 
     model.train()
     try:
-        with StopSignals() as stop:
+        with StopSignals() if files else nullcontext(NO_SIGNALS) as stop:
             for epoch in range(loop.epoch, config.epochs + 1):
                 if loop.step == total_steps or stopped(loop, config):
                     break
@@ -277,10 +284,9 @@ def fit(
                 loop.epoch_order = order.get_state()
                 for indices in shuffled_batches(len(train_set.labels), config.batch_size, order, device)[loop.batch:]:
                     inputs, lengths, labels = train_set.take(indices)
-                    if encoding.kind == IMAGES:
-                        # The shifts are drawn for the whole batch, so each sample moves as it would in one process.
-                        inputs = random_shift(inputs, config.augment_shift, shifts)
-                    x = encoding(distributed.shard(inputs))
+                    # Augmentation (the shifts of images) is drawn for the whole batch, so each sample
+                    # moves as it would in one process.
+                    x = distributed.shard(source.augment(inputs, config, shifts))
                     lengths = None if lengths is None else distributed.shard(lengths)
                     # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the
                     # optimizer stay float32, so only the matrix products lose precision.
@@ -315,14 +321,14 @@ def fit(
                     if logged:
                         # .item() synchronises with the device, so it happens only on logged steps.
                         loop.losses.append(distributed.mean(loss).item())
-                        if main:
+                        if writes:
                             metrics.write(dict(step=loop.step, epoch=epoch, loss=loop.losses[-1], lr=lr,
                                                samples_per_s=speed.samples_per_s()))
                         log(f"Epoch [{epoch}/{config.epochs}], Step [{loop.batch}/{per_epoch}], Loss: {loop.losses[-1]:.4f}")
                     if validate:
                         with speed.paused():
                             result = evaluate_shards(model, validation, "validation", amp_dtype)
-                            if main:
+                            if writes:
                                 metrics.write(dict(step=loop.step, epoch=epoch, split="validation",
                                                    accuracy=result.accuracy, loss=result.loss))
                             improved = loop.best_val_accuracy is None or (result.accuracy, -result.loss) > (
@@ -334,13 +340,13 @@ def fit(
                                 loop.best_val_accuracy, loop.best_val_loss = result.accuracy, result.loss
                                 if config.patience:
                                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                                if main:
+                                if writes:
                                     save_checkpoint(run_dir / BEST, model, config,
                                                     metrics={"validation_accuracy": result.accuracy, "steps": loop.step})
                     if on_step is not None:
                         on_step(StepInfo(loop.step, epoch, loop.batch, per_epoch, total_steps, loss, lr, model,
                                          config.epochs, len(indices)))
-                    if (checkpoint or stop.received) and main:
+                    if (checkpoint or stop.received) and writes:
                         with speed.paused():
                             save_checkpoint(last, model, config, metrics={"steps": loop.step},
                                             training=capture(loop, optimizer, schedule, shifts))
@@ -356,31 +362,44 @@ def fit(
                         loop.best_val_accuracy, loop.best_val_loss,
                         f"; stopped early at step {loop.step} of {total_steps}" if stopped(loop, config) else "")
             model.load_state_dict(best_state)
-        evaluation = evaluate_shards(model, test_set, "test", amp_dtype)
-        if main:
+        evaluation = None if test_set is None else evaluate_shards(model, test_set, "test", amp_dtype)
+        if writes and evaluation is not None:
             metrics.write(dict(step=loop.step, epoch=loop.epoch, split="test", accuracy=evaluation.accuracy, loss=evaluation.loss))
     finally:
-        if main:
+        if writes:
             metrics.close()
-    log(evaluation.summary())
-    path = Path(config.out)
-    if main:
-        save_checkpoint(path, model, config, metrics={"test_accuracy": evaluation.accuracy, "steps": loop.step})
+    if evaluation is not None:
+        log(evaluation.summary())
+    path = Path(config.out) if files else None
+    if writes:
+        tested = {} if evaluation is None else {"test_accuracy": evaluation.accuracy}
+        save_checkpoint(path, model, config, metrics={**tested, "steps": loop.step})
         plot_run(run_dir)
     return TrainResult(model, config, evaluation, path, loop.losses, run_dir)
 
 
-def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfig:
+class NoSignals:
+    """Stands in for StopSignals when a run writes no files: Ctrl+C stays a KeyboardInterrupt."""
+
+    received = None
+
+
+NO_SIGNALS = NoSignals()
+
+
+def with_plan(config: TrainConfig, data: TrainingData, source) -> TrainConfig:
     """`config` with every budget setting the user left unset filled in by the plan for a user's
     sequences (plan.py), and the plan's line logged and kept in `config.plan`. Image sets have the
     tutorial's settings already."""
-    if encoding.kind == IMAGES:
+    if not source.planned:
         return config
     if config.plan is not None:  # a resumed run: planned when it started
         logger.info("%s", config.plan)
         return config
-    lengths = train_set.lengths
-    chosen = plan_for(len(train_set.labels), int(lengths.max()) if lengths is not None else encoding.steps, encoding.features)
+    train_set = data.train
+    steps = data.inputs["steps"]
+    chosen = plan_for(len(train_set.labels), int(train_set.lengths.max()) if train_set.lengths is not None else steps,
+                      data.features)
     unset = {name: value for name, value in vars(chosen).items() if getattr(config, name) is None}
     if "conv_patch" in unset and "patch" not in unset:
         unset["conv_patch"] = config.patch  # the branch reads the patches the user chose for the core
@@ -390,8 +409,7 @@ def with_plan(config: TrainConfig, train_set: Sequences, encoding) -> TrainConfi
             f"--patience {config.patience} stops on validation, but no training sequences are held out to validate on; "
             "give --val-size N as well"
         )
-    line = replace(chosen, **{name: getattr(config, name) for name in vars(chosen)}).describe(
-        len(train_set.labels), encoding.steps)
+    line = replace(chosen, **{name: getattr(config, name) for name in vars(chosen)}).describe(len(train_set.labels), steps)
     logger.info("%s", line if len(unset) == len(vars(chosen)) else f"{line} (with the settings you gave)")
     return replace(config, plan=line)
 

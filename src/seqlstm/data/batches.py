@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-
-from .datasets import stratified_test_rows
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -39,3 +38,17 @@ def stratified_hold_out(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, 
     `size` held out. A user's classes may be few and unequal, where a plain draw can miss one."""
     held = torch.from_numpy(stratified_test_rows(labels.numpy(), size / len(labels), VALIDATION_SEED))
     return torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)
+
+
+def stratified_test_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A bool mask (N,) choosing round(fraction * n) samples of every class (n of them) for testing,
+    drawn with `seed`: each class keeps its share in both parts, and at least one sample in training
+    (a class the model never saw could not be tested)."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        count = min(round(fraction * len(rows)), len(rows) - 1)
+        chosen = rows[torch.randperm(len(rows), generator=generator).numpy()[:count]]
+        mask[chosen] = True
+    return mask

@@ -77,12 +77,18 @@ def read_npz(path: Path, source: str) -> RawSequences:
             f"{source}: no array named X (arrays in the file: {there}); save the sequences as X, "
             "e.g. np.savez(path, X=sequences, y=labels)"
         )
-    x = arrays["X"]
+    return from_arrays(arrays["X"], arrays.get("y"), arrays.get("lengths"), source)
+
+
+def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None, source: str) -> RawSequences:
+    """Sequences `x` (N, T, F) or (N, T), labels `y` (N,) and `lengths` (N,) checked as `.npz` members
+    are; errors name `source` (a file, or the arrays handed to the estimator)."""
+    shape = x.shape
     if x.ndim == 2:
         x = x[:, :, None]  # (N, T): one feature per step
     if x.ndim != 3:
         raise DataError(
-            f"{source}: X has shape {arrays['X'].shape}; expected (N, T, F) sequences of feature vectors, "
+            f"{source}: X has shape {shape}; expected (N, T, F) sequences of feature vectors, "
             "or (N, T) for one feature per step"
         )
     if x.dtype.kind not in "iuf":
@@ -92,8 +98,8 @@ def read_npz(path: Path, source: str) -> RawSequences:
         raise DataError(f"{source}: X has shape {x.shape}; it holds no sequences")
     if t == 0 or f == 0:
         raise DataError(f"{source}: X has shape {x.shape}; every sequence needs at least one step of one feature")
-    labels = npz_labels(arrays.get("y"), n, source)
-    lengths = npz_lengths(arrays.get("lengths"), n, t, source)
+    labels = npz_labels(y, n, source)
+    lengths = npz_lengths(lengths, n, t, source)
     with np.errstate(over="ignore"):  # an overflow becomes inf, reported below with its place
         values = x.astype(np.float32)
     real = np.arange(t)[None, :] < lengths[:, None]  # (N, T): True on steps that belong to the sequence

@@ -1,4 +1,6 @@
-"""Named datasets: where their files come from, how they are checked, and loading them.
+"""Published image sets, one record each: their files, mirrors, checksums, classes, how a user's
+photo is prepared like their images, and what the fast recipe does differently for them; and
+loading their files. Adding an image set is adding one `ImageDataset` to DATASETS.
 
 A file is looked for, in order: in `data_dir` when one is given (and nowhere else), in
 `$SEQLSTM_DATA/<dataset>/`, in the folders a system package installs the dataset into (Debian's
@@ -15,15 +17,19 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
+
+import numpy as np
 
 import pooch
 import torch
 
 from ..atomic import temp_path_beside
 from ..errors import DataError, DownloadError
+from .articles import fashion_style
+from .digits import mnist_style
 from .idx import parse_idx, read_bytes
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,12 @@ class ImageDataset:
     mirrors: tuple[str, ...]
     mirrors_env: str  # environment variable that replaces `mirrors` (comma-separated base URLs)
     classes: tuple[str, ...]
+    frame: tuple[int, int] = (28, 28)  # (H, W) of every image
+    # A user's picture, uint8 (H, W) of either polarity -> uint8 (28, 28) prepared as this set's
+    # images were; raises InputError (without a file name) when there is nothing to read.
+    prepare: Callable[[np.ndarray], np.ndarray] = mnist_style
+    # What the fast recipe does differently for this set, measured (see docs/recipes.md).
+    fast: dict = field(default_factory=dict)
     system_dirs: tuple[str, ...] = ()  # where operating-system packages install the files
 
     def file_names(self) -> str:
@@ -91,6 +103,11 @@ FASHION_MNIST = ImageDataset(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     mirrors_env="SEQLSTM_FASHION_MNIST_MIRRORS",
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    prepare=fashion_style,
+    # Standardised inputs (+0.8 points in 2 epochs) and no shifts (+0.9), while standardising costs
+    # MNIST accuracy; and a gentler peak rate with label smoothing and weight decay, which together
+    # lift 2 epochs from 87.4-87.7 % to 88.0-88.2 % (seeds 0-2).
+    fast=dict(normalize="standard", augment_shift=0, lr=0.005, label_smoothing=0.1, weight_decay=0.01),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
 )
 

@@ -1,7 +1,7 @@
-"""The many-to-one classifier: input preparation, a recurrent core, a reading of its outputs, a linear head.
+"""The many-to-one classifier: its input transform, a recurrent core, a reading of its outputs, a linear head.
 
-    raw x (batch, T, F), lengths (batch,)
-      -> standardise (training-set statistics, or each series by its own), padding set to 0
+    raw samples (images (batch, H, W), or sequences (batch, T, F)), lengths (batch,)
+      -> the input transform (inputs.py): the view, standardisation, padding set to 0
       -> patches: K consecutive steps as one step of K*F features (batch, ceil(T/K), K*F)
       -> recurrent core (forward; with `bidirectional` a second core reads each sequence reversed)
       -> pool over the real steps only (last | mean | max | attention)
@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cells import SeedRNN, check_cell
+from .inputs import IMAGES, InputTransform
 
 POOLS = ("last", "mean", "max", "attention")
 
@@ -56,22 +57,33 @@ class LSTMClassifier(nn.Module):
         conv_patch: the patch length the convolutional branch reads the series in (1: every step;
             it sees local shapes the core's coarser patches average away).
         series_norm: standardise each sequence by its own per-feature mean and std over its real
-            steps (instead of the training set's statistics).
+            steps (after the training set's statistics).
+        classes: the names of the outputs, persisted with the model (default: "0", "1", ...).
+        inputs: what the model reads, as `InputTransform`'s arguments: e.g. dict(kind="images",
+            image_shape=(28, 28), view="pixels") or dict(kind="sequences", steps=T). Default: square
+            images of input_size x input_size read by rows, as the tutorial's model does (float
+            input is taken as already scaled to [0, 1], so such a model also reads any float
+            sequences of input_size features as they are).
     """
 
     def __init__(
         self, input_size: int = 28, hidden_size: int = 128, num_layers: int = 2, num_classes: int = 10,
         cell: str = "lstm", patch: int = 1, bidirectional: bool = False, pool: str = "last", dropout: float = 0.0,
-        conv: int = 0, series_norm: bool = False, conv_patch: int = 1,
+        conv: int = 0, series_norm: bool = False, conv_patch: int = 1, classes=None, inputs: dict | None = None,
     ):
         super().__init__()
         self.cell = check_cell(cell)
         if pool not in POOLS:
             raise ConfigError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
+        classes = tuple(str(k) for k in range(num_classes)) if classes is None else tuple(str(c) for c in classes)
+        if len(classes) != num_classes:
+            raise ConfigError(f"{len(classes)} class names for a model of {num_classes} classes")
+        self.classes = classes
+        self.inputs = InputTransform(input_size, series_norm=series_norm, **(inputs or {}))
         self.hparams = dict(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, num_classes=num_classes, cell=cell,
             patch=patch, bidirectional=bidirectional, pool=pool, dropout=dropout, conv=conv, series_norm=series_norm,
-            conv_patch=conv_patch,
+            conv_patch=conv_patch, classes=list(classes), inputs=self.inputs.args,
         )
         self.conv_patch = conv_patch
         self.patch, self.bidirectional, self.pool, self.series_norm = patch, bidirectional, pool, series_norm
@@ -85,16 +97,6 @@ class LSTMClassifier(nn.Module):
         self.conv = ConvBranch(input_size * conv_patch, conv) if conv else None
         self.drop = nn.Dropout(dropout) if dropout else None
         self.fc = nn.Linear(width + (conv if conv else 0), num_classes)
-        # Input standardisation, x -> (x - mean) / std per feature, with statistics of the training
-        # data (set by training; identity until then). Inside the model, so that every way of
-        # running it (evaluate, predict, serve, an ONNX export) feeds raw inputs and gets it right.
-        self.register_buffer("input_mean", torch.zeros(input_size))
-        self.register_buffer("input_std", torch.ones(input_size))
-        self.register_load_state_dict_pre_hook(identity_for_missing_statistics)
-
-        # How stored samples become this model's input, and its class names (data.sequences.Encoding);
-        # set by training and by load_checkpoint, None for a bare model fed ready-made sequences.
-        self.encoding = None
 
     @property
     def plain(self) -> bool:
@@ -103,38 +105,30 @@ class LSTMClassifier(nn.Module):
         return (self.patch == 1 and not self.bidirectional and self.pool == "last" and self.conv is None
                 and not self.series_norm)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (batch, classes) for x (batch, seq, features).
+    @property
+    def reads_images(self) -> bool:
+        return self.inputs.kind == IMAGES
 
-        `lengths` (batch,) int64: sequence i is x[i, :lengths[i]]; whatever follows is padding and
+    def forward(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, classes) for raw samples: uint8 images (batch, H, W) (float ones scaled to
+        [0, 1]), or float sequences (batch, seq, features).
+
+        `lengths` (batch,) int64: sequence i is raw[i, :lengths[i]]; whatever follows is padding and
         is never read. None: every sequence uses all `seq` steps.
         """
         if self.plain:
             # The tutorial's path, unchanged: no masks, so the fused kernel sees exactly its input.
             # No initial state passed: the core then starts from zeros on x's own device and dtype.
-            out, _ = self.lstm(self.standardise(x))
+            out, _ = self.lstm(self.inputs(raw))
             if lengths is None:
                 return self.fc(out[:, -1, :])
             return self.fc(at_last(out, lengths.to(out.device)))
-        x, lengths = self.prepare(x, lengths)
-        return self.classify(x, lengths)
+        return self.classify(*self.prepare(raw, lengths))
 
-    def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        """x (batch, seq, features) standardised with the model's input statistics."""
-        return (x - self.input_mean) / self.input_std
-
-    def prepare(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (batch, seq, features) standardised, its padding set to 0, and the lengths (batch,) int64
-        (all `seq` steps when None): what `classify` reads."""
-        batch, steps, _ = x.shape
-        if lengths is None:
-            lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
-        lengths = lengths.to(x.device)
-        real = (torch.arange(steps, device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (batch, seq, 1)
-        x = self.standardise(x)
-        if self.series_norm:
-            x = series_standardise(x, real, lengths)
-        return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device)), lengths
+    def prepare(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw samples through the input transform, padding set to 0, and the lengths (batch,) int64
+        (all steps when None): what `classify` reads."""
+        return self.inputs.prepare(raw, lengths)
 
     def classify(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits (batch, classes) for prepared x (batch, seq, features) and its lengths (batch,)."""
@@ -221,25 +215,6 @@ def reversal(lengths: torch.Tensor, steps: int) -> torch.Tensor:
 def take_steps(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """x (batch, steps, width) with its steps taken in `order` (batch, steps)."""
     return x.gather(1, order.unsqueeze(-1).expand(-1, -1, x.shape[2]))
-
-
-def series_standardise(x: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each sequence of x (batch, seq, features) to mean 0 and std 1 per feature over its real steps
-    (`real` (batch, seq, 1) bool); a constant feature is only centred."""
-    count = lengths.view(-1, 1, 1).to(x.dtype)
-    x = x * real
-    mean = x.sum(1, keepdim=True) / count
-    var = ((x - mean) * real).square().sum(1, keepdim=True) / count
-    std = var.sqrt()
-    return (x - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
-
-
-def identity_for_missing_statistics(module: LSTMClassifier, state_dict: dict, prefix: str, *args) -> None:
-    """Checkpoints written before input standardisation existed read their input as it is: load
-    them with mean 0 and std 1 rather than refuse them."""
-    for name, default in (("input_mean", module.input_mean), ("input_std", module.input_std)):
-        if prefix + name not in state_dict and any(key.startswith(prefix + "lstm.") for key in state_dict):
-            state_dict[prefix + name] = torch.full_like(default, 0.0 if name == "input_mean" else 1.0)
 
 
 def lstm_init(core: nn.Module, memory: int | None = None) -> None:

@@ -10,7 +10,8 @@ from .classifier import LSTMClassifier, patches
 
 @torch.no_grad()
 def trace_gates(model: LSTMClassifier, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run `model` on x (batch, seq, features), unpadded, through its explicit cell and record everything.
+    """Run `model` on raw samples x (images (batch, H, W) or sequences (batch, seq, features), unpadded)
+    through its explicit cell and record everything.
 
     Returns a dict of tensors: one (layers, batch, steps, hidden) tensor per gate of the model's
     cell (`update`, `forget`, `output`, `relevance` for seed; `reset`, `update` for gru),
@@ -25,7 +26,7 @@ def trace_gates(model: LSTMClassifier, x: torch.Tensor) -> dict[str, torch.Tenso
     x = x.to(next(model.parameters()).device)
     trace: dict[str, torch.Tensor] = {}
     if model.plain:
-        outputs, _ = unroll(model.cell, model.lstm, model.standardise(x), trace=trace)
+        outputs, _ = unroll(model.cell, model.lstm, model.inputs(x), trace=trace)
         trace["probabilities"] = model.fc(outputs).softmax(dim=-1)
         return trace
     x, lengths = model.prepare(x)

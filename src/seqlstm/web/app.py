@@ -110,12 +110,12 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     """
     model, config = load_checkpoint(checkpoint, "cpu")
     check_reads_images(model)
-    if model.encoding.view != "rows":
+    if model.inputs.view != "rows":
         raise ConfigError(
-            f"this model reads images pixel by pixel (--view {model.encoding.view}); the page shows a "
+            f"this model reads images pixel by pixel (--view {model.inputs.view}); the page shows a "
             "model reading rows, so serve a model trained with --view rows (evaluate and predict take this one)"
         )
-    classes = list(model.encoding.classes)
+    classes = list(model.classes)
     info = ModelInfo(
         checkpoint=Path(checkpoint).name,
         cell=model.cell,
@@ -216,7 +216,7 @@ def read_drawing(
     except InputError as e:
         raise HTTPException(422, str(e)) from None
     with torch.inference_mode():
-        trace = trace_sample(model, model.encoding(torch.as_tensor(image)[None])[0])
+        trace = trace_sample(model, torch.as_tensor(image))
     final = trace["probabilities"][-1]
     return {
         "prediction": classes[int(final.argmax())],
