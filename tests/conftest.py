@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -73,10 +74,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 
 
 class Route:
-    """What the test server answers for one path: a body, a status, or a body cut short."""
+    """What the test server answers for one path: a body, a status, a body cut short, or a body sent
+    one byte every `trickle` seconds (until the client gives up)."""
 
-    def __init__(self, body: bytes = b"", status: int = 200, cut_after: int | None = None):
-        self.body, self.status, self.cut_after = body, status, cut_after
+    def __init__(self, body: bytes = b"", status: int = 200, cut_after: int | None = None, trickle: float | None = None):
+        self.body, self.status, self.cut_after, self.trickle = body, status, cut_after, trickle
 
 
 class FileServer:
@@ -100,7 +102,15 @@ class FileServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
-                if route.cut_after is None:
+                if route.trickle is not None:
+                    try:
+                        for k in range(len(route.body)):
+                            self.wfile.write(route.body[k : k + 1])
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
+                    except OSError:  # the client gave up, as it should
+                        self.close_connection = True
+                elif route.cut_after is None:
                     self.wfile.write(route.body)
                 else:
                     # Promise the whole file, deliver part of it, and drop the connection.

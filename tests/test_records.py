@@ -43,7 +43,8 @@ def test_adding_an_image_set_is_one_record(tmp_path, monkeypatch):
         for part, array in (("images-idx3", images[split]), ("labels-idx1", labels[split])):
             name = f"{prefix}-{part}-ubyte.gz"
             write_idx(tmp_path / "bars" / name, array)
-            files.setdefault(split, []).append(sources.DataFile(name, hashlib.md5(encode_idx(array)).hexdigest()))
+            payload = encode_idx(array)
+            files.setdefault(split, []).append(sources.DataFile(name, hashlib.md5(payload).hexdigest(), len(payload)))
     bars = sources.ImageDataset(
         name="bars", splits={split: tuple(pair) for split, pair in files.items()}, mirrors=("http://127.0.0.1:9/",),
         mirrors_env="SEQLSTM_BARS_MIRRORS", classes=("top", "middle", "bottom"), prepare=mnist_style,

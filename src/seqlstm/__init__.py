@@ -2,35 +2,44 @@
 
 __version__ = "0.1.0"
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data import LabelledImages, load_dataset
-from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
-from .data.seqfiles import RawSequences, read_sequences
-from .data.sequences import Sequences
-from .errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    DownloadError,
-    ExportError,
-    InputError,
-    NonFiniteLossError,
-    OutputError,
-    RunError,
-    SeqlstmError,
-    ServeError,
-    TrainingInterrupted,
-)
-from .evaluate import ClassMetrics, Evaluation, evaluate, evaluate_checkpoint, per_class_metrics
-from .explain import Explanation, explain
-from .export import ExportResult, export_onnx
-from .model import CELLS, LSTMClassifier, trace_gates
-from .predict import FilePrediction, Guess, predict, predict_files
-from .runs import plot_run, read_metrics
-from .train import TrainResult, resume, train
-from .web import serve
+import sys
 
+try:
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .config import TrainConfig
+    from .data import LabelledImages, load_dataset
+    from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
+    from .data.seqfiles import RawSequences, read_sequences
+    from .data.sequences import Sequences
+    from .errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        DownloadError,
+        ExportError,
+        InputError,
+        NonFiniteLossError,
+        OutputError,
+        RunError,
+        SeqlstmError,
+        ServeError,
+        TrainingInterrupted,
+    )
+    from .evaluate import ClassMetrics, Evaluation, evaluate, evaluate_checkpoint, per_class_metrics
+    from .explain import Explanation, explain
+    from .export import ExportResult, export_onnx
+    from .model import CELLS, LSTMClassifier, trace_gates
+    from .predict import FilePrediction, Guess, predict, predict_files
+    from .runs import plot_run, read_metrics
+    from .train import TrainResult, resume, train
+    from .web import serve
+except KeyboardInterrupt:
+    # Ctrl+C while the `seqlstm` command is still loading (torch takes seconds): the command's
+    # one line, not a traceback. Imported as a library, the interrupt is the caller's.
+    if sys.argv[0].rsplit("/", 1)[-1] == "seqlstm" or sys.orig_argv[1:3] == ["-m", "seqlstm"]:
+        print("seqlstm: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise
 
 def __getattr__(name: str):
     # The estimator needs scikit-learn (the `sklearn` extra): imported on first use, so that the

@@ -4,7 +4,9 @@ A checkpoint is a dict: `format`, `format_version`, `seqlstm_version`, `config` 
 plain types), `model_args` (the classifier's constructor arguments), `state_dict` (CPU tensors)
 and `metrics`. A run's `last.ckpt` also holds `training`: everything needed to continue the run
 exactly (see resume.py); one saved by SequenceClassifier holds `estimator` (its parameters and label
-values). `torch.load(weights_only=True)` reads it; nothing in it can run code.
+values). `digest` is a SHA-256 of everything else, taken when it was written: a flipped bit, a
+partial copy or an edit is refused on load, as are weights that are not finite.
+`torch.load(weights_only=True)` reads it; nothing in it can run code.
 
 Format versions: 1 had no `training` key and no run settings in `config` (run_dir, val_size,
 eval_every, checkpoint_every); version 2 added both. Version 3 added `encoding`, a side-car saying
@@ -16,6 +18,7 @@ load through `upgrade`, the one place that knows the old layouts.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -74,7 +77,37 @@ def save_checkpoint(
         payload["training"] = training
     if estimator is not None:
         payload["estimator"] = estimator
+    payload["digest"] = digest(payload)
     return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+
+
+def digest(payload: dict) -> str:
+    """SHA-256 (hex) of a checkpoint dict's contents: every tensor's dtype, shape and bytes and every
+    plain value, in a fixed order (dict keys sorted), the `digest` entry itself left out."""
+    h = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            h.update(b"{")
+            for key in sorted(value, key=str):
+                if key != "digest":
+                    feed(str(key))
+                    feed(value[key])
+            h.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            h.update(b"[")
+            for item in value:
+                feed(item)
+            h.update(b"]")
+        else:
+            h.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(payload)
+    return h.hexdigest()
 
 
 def upgrade(data: dict) -> dict:
@@ -155,6 +188,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     missing = [k for k in ("config", "model_args", "state_dict") if not isinstance(data.get(k), dict)]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is incomplete: missing {', '.join(missing)}")
+    # Files before version 4 carry no digest; from 4 on it is part of the format.
+    if version >= 4 and data.get("digest") != digest(data):
+        raise CheckpointError(
+            f"{path}: the checkpoint is damaged: its contents do not match the digest taken when it was written "
+            "(a changed bit, a partial copy or an edit); use another copy, or train again"
+        )
+    bad = [name for name, t in data["state_dict"].items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: the model's weights hold NaN or infinite values ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+            "such a model answers nothing; use another checkpoint"
+        )
     return upgrade(data) if version < FORMAT_VERSION else data
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on; 0 takes any free port (default: %(default)s)")
+    s.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                   help="close a connection whose request has not fully arrived within S seconds (default: %(default)s)")
     return parser
 
 
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             print(export_onnx(args.checkpoint, args.onnx).summary())
         elif args.command == "serve":
-            serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True))
+            serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True),
+                  request_timeout=args.request_timeout)
     except SeqlstmError as e:
         # Under torchrun every rank has the same settings, so rank 0 alone reports a bad one; any
         # other error may be one rank's own (its data, its device) and is reported by that rank.
@@ -247,4 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqlstm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`seqlstm predict ... | head -1`): nothing more to say,
+        # and nothing to flush at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0

@@ -85,6 +85,9 @@ class TrainConfig:
     conv_patch: int | None = None  # the branch reads this many steps as one; None for a user's file: planned
     class_weight: str | None = None  # none | balanced (each class weighs in the loss inversely to its count)
     plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
+    # set by training on a user's files: the SHA-256 of each file it read ({"dataset": ..., "test_dataset": ...}),
+    # so that a later command reading the file again can tell that it changed
+    digests: dict | None = None
 
     def __post_init__(self):
         source = source_for(self.dataset)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # dataset, files, views or test split), nothing is written (no out, run directory or checkpoints
 # along the way), and logging goes through the `logging` module.
 NOT_PARAMETERS = ("dataset", "data_dir", "view", "perm_seed", "test_dataset", "test_size", "label_column", "out",
-                  "run_dir", "log_every", "eval_every", "checkpoint_every", "augment_shift", "plan")
+                  "run_dir", "log_every", "eval_every", "checkpoint_every", "augment_shift", "plan", "digests")
 PARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in NOT_PARAMETERS)
 
 

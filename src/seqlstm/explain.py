@@ -110,7 +110,7 @@ def explain(
         raise ConfigError(f"{out}: the figure is written as PNG; give a file name ending in .png")
     for path in (out, json_path):
         if path is not None:
-            check_writable(path)
+            check_writable(path, reads=[checkpoint])
     model, config = load_checkpoint(checkpoint, resolve_device(device))
     samples = samples_for(config, model, split, data_dir)
     count = len(samples.labels)
@@ -138,5 +138,5 @@ def explain(
         result.figure = save_figure(gate_figure(result), out)
     if json_path is not None:
         text = json.dumps(result.to_dict())
-        result.json = replace_atomically(json_path, lambda tmp: tmp.write_text(text))
+        result.json = replace_atomically(json_path, lambda tmp: tmp.write_text(text), reads=[checkpoint])
     return result

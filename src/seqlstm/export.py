@@ -62,7 +62,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
         )
     model, _ = load_checkpoint(checkpoint, "cpu")
     example = model.inputs.example(2, torch.Generator().manual_seed(0))
-    out = check_writable(out)
+    out = check_writable(out, reads=[checkpoint])
     diff = None
 
     def write_checked(tmp: Path) -> None:
@@ -75,7 +75,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Export
                 f"{out} was not written. Please report this with the checkpoint's settings"
             )
 
-    replace_atomically(out, write_checked)
+    replace_atomically(out, write_checked, reads=[checkpoint])
     shapes = {name: f"{str(t.dtype).removeprefix('torch.')} (batch, {', '.join(map(str, t.shape[1:]))})".replace(", )", ")")
               for name, t in zip(INPUT_NAMES, example)}
     return ExportResult(out, shapes, model.hparams["num_classes"], diff)
@@ -133,5 +133,8 @@ def max_abs_diff(model: torch.nn.Module, path: Path) -> float:
         got = session.run([OUTPUT_NAME], {name: t.numpy() for name, t in zip(INPUT_NAMES, inputs)})[0]
         if got.shape != expected.shape:
             raise ExportError(f"the exported model returned shape {got.shape} for batch {batch}, expected {expected.shape}")
+        if not (np.isfinite(got).all() and np.isfinite(expected).all()):
+            # max() would pass a NaN over: a file answering NaN is no copy of a model.
+            raise ExportError(f"the model's logits for batch {batch} hold NaN or infinite values; nothing was written")
         worst = max(worst, float(np.abs(got - expected).max()))
     return worst

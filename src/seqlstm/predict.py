@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data.digits import FRAME
 from .data.records import source_for
@@ -138,21 +139,23 @@ def predict_files(
         guesses = top_guesses(logits_of(model, raw, lengths=lengths), top_k, model.classes)
         results += [FilePrediction(name, top) for name, top in zip(names, guesses)]
     if seen:
-        save_images(Path(save_preprocessed), seen)
+        save_images(Path(save_preprocessed), seen, files)
     return results
 
 
-def save_images(folder: Path, images: list[tuple[str, np.ndarray]]) -> None:
-    """Write each uint8 (28, 28) image as `<stem>.png`; repeated stems get `-2`, `-3`, ... appended."""
-    taken = set()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for stem, image in images:
-            name, number = stem, 1
-            while name in taken:
-                number += 1
-                name = f"{stem}-{number}"
-            taken.add(name)
-            Image.fromarray(image).save(folder / f"{name}.png")
-    except OSError as e:
-        raise ConfigError(f"{folder}: cannot write the preprocessed images there ({e}); choose another folder") from None
+def save_images(folder: Path, images: list[tuple[str, np.ndarray]], reads: list[str | os.PathLike] = ()) -> None:
+    """Write each uint8 (28, 28) image as `<stem>.png`; repeated stems get `-2`, `-3`, ... appended.
+
+    Every target is checked before anything is written: OutputError when one is a file of `reads`
+    (the pictures being predicted) or no regular file; each is written atomically.
+    """
+    taken, targets = set(), []
+    for stem, image in images:
+        name, number = stem, 1
+        while name in taken:
+            number += 1
+            name = f"{stem}-{number}"
+        taken.add(name)
+        targets.append((check_writable(folder / f"{name}.png", reads), image))
+    for target, image in targets:
+        replace_atomically(target, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"), reads)

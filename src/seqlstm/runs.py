@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .atomic import replace_atomically
+from .atomic import replace_atomically, space_left
 from .config import TrainConfig
-from .errors import RunError
+from .errors import OutputError, RunError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -20,30 +20,73 @@ LAST = "last.ckpt"
 BEST = "best.ckpt"
 PLOTS = "plots"
 TRAINING_PLOT = "training.png"
+# The fields of metrics.jsonl that are numbers (plot draws them).
+NUMBERS = ("epoch", "loss", "lr", "accuracy", "samples_per_s")
 
 
 def default_run_dir(config: TrainConfig, name: str, now: datetime | None = None) -> Path:
-    """`runs/<UTC timestamp>-<name>-<cell>` (<name>: what the data's record calls it: a dataset's name,
-    a file's stem), with `-2`, `-3`, ... if runs start in the same second."""
+    """A new, empty `runs/<UTC timestamp>-<name>-<cell>` (<name>: what the data's record calls it: a
+    dataset's name, a file's stem), with `-2`, `-3`, ... if runs start in the same second. The folder
+    is created here, so two runs starting at once can never claim the same one."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     base = Path("runs") / f"{stamp}-{name}-{config.cell}"
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create {base.parent}: {e.strerror or e}; give --run-dir a folder you can write") from None
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        except OSError as e:
+            raise RunError(f"cannot create {path}: {e.strerror or e}; give --run-dir a folder you can write") from None
 
 
 def start_run_dir(path: Path) -> Path:
-    """Create the run directory `path` for a new run; RunError if it already holds one."""
-    taken = [name for name in (CONFIG, METRICS, LAST) if (path / name).exists()]
-    if taken:
+    """Create the run directory `path` for a new run; RunError if it already holds one, or cannot be made.
+
+    A folder whose run never wrote a checkpoint (it was killed before its first one) holds nothing
+    to continue: the new run starts over in it. Temporary files that killed runs left behind are removed.
+    """
+    if (path / LAST).exists():
+        taken = [name for name in (CONFIG, METRICS, LAST) if (path / name).exists()]
         raise RunError(
             f"run directory {path} already holds a run ({', '.join(taken)}); continue it with "
             f"`seqlstm train --resume {path / LAST}` or choose another --run-dir"
         )
-    (path / PLOTS).mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--run-dir {path}: is a file; give a folder for the run (it is created if needed)")
+    try:
+        (path / PLOTS).mkdir(parents=True, exist_ok=True)
+        for stale in (path / CONFIG, path / METRICS):
+            stale.unlink(missing_ok=True)
+    except OSError as e:
+        raise RunError(f"--run-dir {path}: cannot create the run directory there: {e.strerror or e}; choose another folder") from None
+    remove_leftovers(path)
     return path
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files (atomic.temp_path_beside's) that processes no longer alive left in `path`."""
+    for tmp in path.glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        if pid is not None and not alive(pid):
+            tmp.unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_run_config(path: Path, config: TrainConfig, device: torch.device, precision: torch.dtype | None) -> Path:
@@ -84,6 +127,16 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
             raise RunError(f"{file}, line {number}: not a JSON object; the metrics file is damaged") from None
         if not isinstance(record, dict) or not isinstance(record.get("step"), int):
             raise RunError(f"{file}, line {number}: a metrics record needs an integer 'step'")
+        for key in NUMBERS:
+            value = record.get(key)
+            if key in record and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+                raise RunError(f"{file}, line {number}: {key!r} is {json.dumps(value)[:40]}; it must be a number")
+        if "split" in record and not isinstance(record["split"], str):
+            raise RunError(f"{file}, line {number}: 'split' must be a name such as \"validation\"")
+        if "split" not in record and not all(key in record for key in ("loss", "lr")):
+            raise RunError(f"{file}, line {number}: a step's record needs 'loss' and 'lr'")
+        if "split" in record and "accuracy" not in record:
+            raise RunError(f"{file}, line {number}: an evaluation's record needs 'accuracy'")
         records.append(record)
     return records
 
@@ -104,11 +157,17 @@ class MetricsLog:
         self.file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise OutputError(f"{self.path}: could not be written: {e.strerror or e}{space_left(self.path)}") from None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # a write that failed already said why
 
 
 def belongs_before(record: dict, step: int) -> bool:

@@ -20,17 +20,18 @@ from . import distributed
 from .atomic import check_writable
 from .checkpoint import read_checkpoint, read_training_state, save_checkpoint
 from .config import TrainConfig
-from .data.batches import shuffled_batches, steps_per_epoch
+from .data.batches import longest, shuffled_batches, steps_per_epoch
 from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
 from .data.sequences import Sequences
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import Evaluation, evaluate
 from .interrupt import StopSignals
+from .memory import activation_bytes, check_fits, model_bytes
 from .model import LSTMClassifier, lstm_init
 from .plan import FEW_STEPS, plan_for
 from .resume import LoopState, capture, restore
-from .runs import BEST, LAST, MetricsLog, default_run_dir, plot_run, start_run_dir, write_run_config
+from .runs import BEST, LAST, MetricsLog, default_run_dir, plot_run, remove_leftovers, start_run_dir, write_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ def train(
         # A user's files are recorded by absolute path, so that evaluate and explain find them from anywhere.
         config = replace(config, dataset=str(Path(config.dataset).resolve()),
                          test_dataset=None if config.test_dataset is None else str(Path(config.test_dataset).resolve()))
-    if files:
-        config = replace(config, run_dir=str(Path(config.run_dir) if config.run_dir else default_run_dir(config, source.name)))
+        config = replace(config, digests=source.digests(config))
     return run(config, log, on_step, None, source, files)
 
 
@@ -175,7 +175,8 @@ def fit(
     writes = main and files  # the process that writes the run's files, if any are written
     amp_dtype = resolve_precision(config.precision, device)
     if writes:
-        check_writable(config.out)  # before the work: a bad --out must not cost a training run
+        # Before the work: a bad --out must not cost a training run, nor replace the data it reads.
+        check_writable(config.out, reads=source.files(config))
     # The test split is loaded now so that a missing test file fails before training rather than after it.
     data = source.load(config)
     train_set, test_set, classes = data.train, data.test, data.classes
@@ -192,11 +193,26 @@ def fit(
         train_set = train_set.take(kept)
 
     distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
+    # Before anything is allocated: a size the machine cannot hold is refused with the figures.
+    directions = 2 if config.bidirectional else 1
+    needed = (model_bytes(data.features, config.hidden_size, config.num_layers, len(classes), directions, config.conv,
+                          config.patch, config.conv_patch)
+              + activation_bytes(config.batch_size, math.ceil(data.steps / config.patch), config.hidden_size,
+                                 config.num_layers, directions)
+              + (sum(t.numel() * t.element_size() for t in train_set if t is not None) if device.type != "cpu" else 0))
+    check_fits(f"training a {config.num_layers} x {config.hidden_size} {config.cell} model in batches of {config.batch_size}",
+               needed, device, "choose a smaller --hidden-size, --num-layers or --batch-size")
 
-    run_dir = Path(config.run_dir) if files else None
+    run_dir = None
+    if writes and saved is None:
+        # Claimed now, once the data is known to be good: a failed start leaves no folder behind.
+        run_dir = start_run_dir(Path(config.run_dir)) if config.run_dir else default_run_dir(config, source.name)
+        config = replace(config, run_dir=str(run_dir))
+    elif files:
+        run_dir = Path(config.run_dir or "runs")  # resumed, or a rank that writes nothing
+        if writes:
+            remove_leftovers(run_dir)
     if writes:
-        if saved is None:
-            start_run_dir(run_dir)
         write_run_config(run_dir, config, device, amp_dtype)
         logger.info("run directory: %s", run_dir)
 
@@ -213,6 +229,8 @@ def fit(
     if config.normalize == "standard":
         # Inputs of mean 0 and std 1 per feature keep the gates out of saturation from the first step.
         model.inputs.fit(train_set.inputs, train_set.lengths)
+    # The lengths stay on the CPU too, where batches are drawn: no device synchronisation per step.
+    cpu_lengths = train_set.lengths
     train_set = train_set.to(device)
     model.to(device)
     # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
@@ -282,8 +300,12 @@ def fit(
                 if epoch != loop.epoch:
                     loop.epoch, loop.batch = epoch, 0
                 loop.epoch_order = order.get_state()
-                for indices in shuffled_batches(len(train_set.labels), config.batch_size, order, device)[loop.batch:]:
+                for batch in shuffled_batches(len(train_set.labels), config.batch_size, order, cpu_lengths)[loop.batch:]:
+                    indices = batch.to(device)
                     inputs, lengths, labels = train_set.take(indices)
+                    steps = longest(cpu_lengths, batch)
+                    if steps is not None:
+                        inputs = inputs[:, :steps]  # padded to this batch's longest, not the file's
                     # Augmentation (the shifts of images) is drawn for the whole batch, so each sample
                     # moves as it would in one process.
                     x = distributed.shard(source.augment(inputs, config, shifts))
@@ -397,7 +419,7 @@ def with_plan(config: TrainConfig, data: TrainingData, source) -> TrainConfig:
         logger.info("%s", config.plan)
         return config
     train_set = data.train
-    steps = data.inputs["steps"]
+    steps = data.steps
     chosen = plan_for(len(train_set.labels), int(train_set.lengths.max()) if train_set.lengths is not None else steps,
                       data.features)
     unset = {name: value for name, value in vars(chosen).items() if getattr(config, name) is None}

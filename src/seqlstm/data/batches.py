@@ -13,10 +13,38 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Index tensors (on `device`) covering 0..n-1 once, in an order drawn from `generator`."""
-    order = torch.randperm(n, generator=generator).to(device)
-    return order.split(batch_size)
+# Variable-length sequences are batched with others of about their length: the shuffled samples are
+# taken BUCKET batches at a time, sorted by length, cut into batches, and the epoch's batches shuffled.
+# Each batch is then padded only to its own longest (`longest`), so an outlier pads its own batch
+# alone. 1 turns the sorting off (random batches); benchmarks/variable_length.py measures both.
+BUCKET = 32
+# False pads every batch to the file's longest sequence, as before bucketing (the benchmark's reference).
+TRIM = True
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator,
+                     lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """CPU index tensors covering 0..n-1 once, in an order drawn from `generator`.
+
+    `lengths` (n,) on the CPU: when they differ, batches are bucketed by length (see BUCKET). Equal
+    lengths, or None, give plain shuffled batches, and draw from `generator` exactly as before.
+    """
+    order = torch.randperm(n, generator=generator)
+    if lengths is None or BUCKET <= 1 or bool((lengths == lengths[0]).all()):
+        return list(order.split(batch_size))
+    batches = []
+    for bucket in order.split(batch_size * BUCKET):
+        # A stable sort keeps equal lengths in their shuffled order.
+        batches += bucket[lengths[bucket].sort(stable=True).indices].split(batch_size)
+    return [batches[k] for k in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def longest(lengths: torch.Tensor | None, indices: torch.Tensor) -> int | None:
+    """The longest of `lengths` at `indices` (both on the CPU): what a batch needs padding to; None
+    without lengths."""
+    if lengths is None or not TRIM:
+        return None
+    return int(lengths[indices].max())
 
 
 # The validation images are the same whatever --seed says, so runs with different seeds are

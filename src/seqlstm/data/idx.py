@@ -32,28 +32,33 @@ CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def read_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """The payload of `path`, uncompressed when it is gzip data.
 
     Compression is recognised by the gzip magic bytes, not the file name, so a raw IDX file that
-    kept its `.gz` name (or the reverse) still reads. Raises DataError for a missing file or a
-    truncated/corrupt gzip stream.
+    kept its `.gz` name (or the reverse) still reads. `limit`: the most bytes the payload can hold;
+    more is a DataError found after reading limit + 1 bytes, so a gzip bomb costs no more memory
+    than the real file. Raises DataError for a missing file or a truncated/corrupt gzip stream.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
-        if data[:2] == GZIP_MAGIC:
-            return gzip.decompress(data)
+        with path.open("rb") as f:
+            compressed = f.read(2) == GZIP_MAGIC
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f) if compressed else f
+            data = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise DataError(f"{path}: holds more than the {limit:,} bytes its file has; it is not the file its name says")
         return data
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the file ({e.strerror})") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # BadGzipFile is an OSError: first
         raise DataError(
             f"{path}: the gzip stream is truncated or corrupt ({e}); delete the file and "
             "download or copy it again"
         ) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
 def parse_idx(payload: bytes, name: str = "<bytes>") -> np.ndarray:

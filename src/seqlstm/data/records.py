@@ -10,6 +10,7 @@ with their lengths) and the model turns them into its input.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class TrainingData(NamedTuple):
     classes: tuple[str, ...]
     inputs: dict  # the model's input transform: InputTransform's arguments (kind, steps, image_shape, view)
     features: int  # per step, as the model reads them
+    steps: int  # per sample, as the model reads them (the longest sequence's)
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,9 @@ class ImageSet:
             )
         train, test = (self.split(config, split) for split in ("train", "test"))
         view = get_view(config.view)
-        _, features = view.shape(*train.inputs.shape[1:])
+        steps, features = view.shape(*train.inputs.shape[1:])
         inputs = dict(kind=IMAGES, image_shape=tuple(train.inputs.shape[1:]), view=view.name, perm_seed=config.perm_seed)
-        return TrainingData(train, test, self.dataset.classes, inputs, features)
+        return TrainingData(train, test, self.dataset.classes, inputs, features, steps)
 
     def split(self, config, split: str, model=None, data_dir: str | os.PathLike | None = None) -> Sequences:
         """The images of `split`; `data_dir` replaces the config's folder."""
@@ -85,6 +87,14 @@ class ImageSet:
 
     def hold_out(self, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return hold_out(len(labels), size)
+
+    def files(self, config) -> list[Path]:
+        """The user's copies of the set's files that training reads (those in --data-dir), which no
+        output may replace."""
+        if config.data_dir is None:
+            return []
+        names = [f.name for pair in self.dataset.splits.values() for f in pair]
+        return [Path(config.data_dir) / n for name in names for n in (name, name.removesuffix(".gz"))]
 
     def augment(self, inputs: torch.Tensor, config, generator: torch.Generator) -> torch.Tensor:
         return random_shift(inputs, config.augment_shift, generator)
@@ -157,7 +167,7 @@ class SequenceRecord:
             )
         steps, features = train.values.shape[1:]
         return TrainingData(to_sequences(train, classes), None if test is None else to_sequences(test, classes), classes,
-                            dict(kind=SEQUENCES, steps=steps), features)
+                            dict(kind=SEQUENCES, steps=steps), features, steps)
 
 
 @dataclass(frozen=True)
@@ -178,12 +188,24 @@ class SequenceFile(SequenceRecord):
     def load(self, config) -> TrainingData:
         return self.training_data(*self.split_raw(read_labelled(self.path, config), config))
 
+    def files(self, config) -> list[str]:
+        """The files training reads, which no output may replace."""
+        return [name for name in (config.dataset, config.test_dataset) if name is not None]
+
     def split(self, config, split: str, model, data_dir: str | os.PathLike | None = None) -> Sequences:
-        """The sequences of `split` that the run of `config` used, labelled by `model`'s classes."""
+        """The sequences of `split` that the run of `config` used, labelled by `model`'s classes.
+        DataError when a file changed since training: its split would silently differ."""
         if split == "test" and config.test_dataset is not None:
+            unchanged(config, "test_dataset")
             return labelled(config.test_dataset, config, model)  # the training file is not needed
+        unchanged(config, "dataset")
         train, test = self.split_raw(read_labelled(self.path, config), config)
         return checked(train if split == "train" else test, model)
+
+    def digests(self, config) -> dict[str, str]:
+        """The SHA-256 of each file training reads, by config field, for `unchanged` to check later."""
+        return {name: file_digest(getattr(config, name)) for name in ("dataset", "test_dataset")
+                if getattr(config, name) is not None}
 
     def split_raw(self, raw: RawSequences, config) -> tuple[RawSequences, RawSequences]:
         """(train, test): the test file when one is given, else a seeded stratified split of `raw`."""
@@ -232,6 +254,9 @@ class Arrays(SequenceRecord):
         if raw.labels is None:
             raise DataError(f"{self.source}: no labels were given; fit(X, y) needs one label per sequence")
         return self.training_data(raw, None, self.classes)
+
+    def files(self, config) -> list[str]:
+        return []
 
     def split(self, config, split: str, model=None, data_dir: str | os.PathLike | None = None) -> Sequences:
         raise ConfigError(
@@ -293,6 +318,30 @@ def checked(raw: RawSequences, model) -> Sequences:
             f"{model.inputs.features}"
         )
     return to_sequences(raw, model.classes)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of the file at `path`; DataError when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def unchanged(config, name: str) -> None:
+    """DataError when the file of config field `name` is not the one training read (by its digest)."""
+    recorded = (config.digests or {}).get(name)
+    path = getattr(config, name)
+    if recorded is not None and Path(path).is_file() and file_digest(path) != recorded:
+        raise DataError(
+            f"{path}: the file changed since the model was trained on it, so the {name.replace('_', ' ')}'s sequences "
+            "and the held-out split would not be the ones it used; evaluate on the file as it is now with --dataset "
+            f"{path}, or train again"
+        )
 
 
 def label_column(value: str | None) -> str | int | None:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import csv
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from ..errors import DataError
+from ..memory import available_bytes, gib
 
 SUPPORTED = (".npz", ".ts", ".csv")
 
@@ -117,39 +120,65 @@ def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None,
 
 
 def load_npz(path: Path, source: str) -> dict[str, np.ndarray]:
-    """Every array in the archive, loaded without pickle; errors say what to do about the file."""
+    """Every array in the archive, loaded without pickle; errors say what to do about the file.
+
+    Each member's .npy header is read and checked against the member's size before its data is:
+    a header may promise any shape, and numpy would allocate it before finding the data short.
+    Every way the zip or zlib layer can fail (truncation, a bad CRC, encryption, an unknown
+    compression) is a DataError naming the file and the array.
+    """
     damaged = f"{source}: the file is damaged or not a .npz archive"
-    # Formats numpy reads with np.load: zip archives, .npy, and pickles (refused: pickle stays off,
-    # since loading one can run arbitrary code), which is what it takes any other file for.
-    # The file is opened here, not by np.load, which leaves its own handle open when the zip is damaged.
     with path.open("rb") as f:
-        try:
-            loaded = np.load(f, allow_pickle=False)
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
-        if isinstance(loaded, np.ndarray):  # a .npy file that was given a .npz name
+        magic = f.read(6)
+        if magic == b"\x93NUMPY":  # a .npy file that was given a .npz name
             raise DataError(
                 f"{source}: the file holds a single .npy array, not a .npz archive; "
                 "save with np.savez(path, X=sequences, y=labels)"
             )
-        arrays = {}
-        with loaded as archive:
-            for name in archive.files:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError as e:
-                    # An object array (what np.savez makes of a list of unequal-length sequences) is
-                    # refused by numpy with pickle off; anything else wrong with a member is damage.
-                    if "allow_pickle" in str(e):
-                        raise DataError(
-                            f"{source}: array {name} is ragged / holds Python objects, which seqlstm never "
-                            "unpickles; pad the sequences to one length T and add a lengths array, e.g. "
-                            "np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
-                        ) from None
-                    raise DataError(f"{damaged} (array {name}: {e}); save it again with np.savez") from None
-                except (zipfile.BadZipFile, OSError, EOFError) as e:
-                    raise DataError(f"{damaged} (array {name}: {e}); save it again with np.savez") from None
-    return arrays
+        f.seek(0)
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            # What np.load takes any other file for is a pickle, which seqlstm never loads.
+            raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
+        with archive:
+            return {info.filename.removesuffix(".npy"): npz_member(archive, info, source)
+                    for info in archive.infolist() if not info.is_dir()}
+
+
+def npz_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
+    """One member of a .npz archive as an array, its header checked against its size first."""
+    name = info.filename.removesuffix(".npy")
+    where = f"{source}: the file is damaged or not a .npz archive (array {name}"
+    if info.flag_bits & 0x1:
+        raise DataError(f"{where} is encrypted); save it again with np.savez, without a password")
+    try:
+        with archive.open(info) as member:
+            version = npformat.read_magic(member)
+            read_header = {(1, 0): npformat.read_array_header_1_0, (2, 0): npformat.read_array_header_2_0,
+                           (3, 0): npformat.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header(member)
+            if dtype.hasobject:
+                raise DataError(
+                    f"{source}: array {name} is ragged / holds Python objects, which seqlstm never "
+                    "unpickles; pad the sequences to one length T and add a lengths array, e.g. "
+                    "np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
+                )
+            promised = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if promised > info.file_size:
+                raise DataError(
+                    f"{where}: its header promises {promised:,} bytes of data but the archive holds "
+                    f"{info.file_size:,}); save it again with np.savez"
+                )
+        with archive.open(info) as member:
+            return npformat.read_array(member, allow_pickle=False)
+    except DataError:
+        raise
+    except (ValueError, EOFError, OSError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error,
+            MemoryError) as e:
+        raise DataError(f"{where}: {e}); save it again with np.savez") from None
 
 
 def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
@@ -251,7 +280,7 @@ def read_ts(path: Path, source: str) -> RawSequences:
                 labels.append(label)
     if not cases:
         raise DataError(f"{source}: no cases after @data (line {header.data_line}); the file holds no sequences")
-    values, lengths = pad(cases)
+    values, lengths = pad(cases, source)
     return RawSequences(
         values=values,
         lengths=lengths,
@@ -436,7 +465,12 @@ def read_csv(path: Path, source: str, label_column: str | int | None) -> RawSequ
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         # Blank rows (often a trailing newline or two) carry nothing; line numbers still count them.
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+        try:
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+        except csv.Error as e:
+            tabs = " (a tab-separated file? seqlstm reads comma-separated values: replace the tabs by commas)" \
+                if "field larger than field limit" in str(e) else ""
+            raise DataError(f"{source}, line {reader.line_num}: not readable as CSV: {e}{tabs}") from None
     if not rows:
         raise DataError(f"{source}: no rows with values; the file holds no sequences")
     first_line, first = rows[0]
@@ -469,7 +503,7 @@ def read_csv(path: Path, source: str, label_column: str | int | None) -> RawSequ
             )
         labels.append(row[column].strip())
         cases.append(parse_csv_values(row, column, f"{source}, line {line}")[:, None])
-    values, lengths = pad(cases)
+    values, lengths = pad(cases, source)
     return RawSequences(values=values, lengths=lengths, labels=label_array(labels), source=source)
 
 
@@ -519,16 +553,29 @@ def label_array(labels: list[str]) -> np.ndarray:
     """int64 when every label is an integer ('3', '-1'), else the labels as written (str)."""
     try:
         return np.array([int(label) for label in labels], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # not integers, or integers beyond int64: names, then
         return np.array(labels, dtype=str)
 
 
 # --- shared ---------------------------------------------------------------------------------
 
 
-def pad(cases: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """float (L_i, F) cases -> float32 (N, T, F) zero-padded to the longest, and int64 (N,) lengths."""
+def pad(cases: list[np.ndarray], source: str = "the sequences") -> tuple[np.ndarray, np.ndarray]:
+    """float (L_i, F) cases -> float32 (N, T, F) zero-padded to the longest, and int64 (N,) lengths.
+
+    DataError, before allocating, when the padded array would not fit in the memory available: one
+    very long outlier pads every other sequence to its length."""
     lengths = np.array([len(c) for c in cases], dtype=np.int64)
+    needed = len(cases) * int(lengths.max()) * cases[0].shape[1] * 4
+    available = available_bytes()
+    if available is not None and needed > available:
+        longest = int(lengths.argmax())
+        raise DataError(
+            f"{source}: padding all {len(cases):,} sequences to the longest ({int(lengths.max()):,} steps, sequence "
+            f"{longest}) needs {gib(needed)}, more than the {gib(available)} of memory available; the lengths run from "
+            f"{int(lengths.min()):,} to {int(lengths.max()):,} steps (median {int(np.median(lengths)):,}): cut or drop the "
+            "longest sequences, or split them into windows"
+        )
     values = np.zeros((len(cases), int(lengths.max()), cases[0].shape[1]), dtype=np.float32)
     for i, case in enumerate(cases):
         values[i, : len(case)] = case

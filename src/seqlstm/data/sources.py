@@ -17,13 +17,14 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-import pooch
+import platformdirs
 import torch
 
 from ..atomic import temp_path_beside
@@ -38,12 +39,19 @@ SPLITS = ("train", "test")
 # requests applies this to connecting and to each wait for data, so a stalled mirror fails
 # in seconds while a slow but live one still finishes.
 DOWNLOAD_TIMEOUT_S = 30
+# ... and a mirror that keeps sending a trickle never stalls: after GRACE_S a download must average
+# MIN_RATE bytes/s, and it must be done within DEADLINE_S (MNIST's largest file is 9.9 MB). Then the next mirror.
+GRACE_S = 15
+MIN_RATE = 20_000
+DEADLINE_S = 900
+CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
 class DataFile:
     name: str  # file name as published, e.g. "train-images-idx3-ubyte.gz"
     md5: str  # MD5 of the uncompressed payload
+    size: int  # bytes of the uncompressed payload: no copy may decompress (or download) to more
 
 
 @dataclass(frozen=True)
@@ -71,12 +79,12 @@ MNIST = ImageDataset(
     name="mnist",
     splits={
         "train": (
-            DataFile("train-images-idx3-ubyte.gz", "6bbc9ace898e44ae57da46a324031adb"),
-            DataFile("train-labels-idx1-ubyte.gz", "a25bea736e30d166cdddb491f175f624"),
+            DataFile("train-images-idx3-ubyte.gz", "6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+            DataFile("train-labels-idx1-ubyte.gz", "a25bea736e30d166cdddb491f175f624", 60_008),
         ),
         "test": (
-            DataFile("t10k-images-idx3-ubyte.gz", "2646ac647ad5339dbf082846283269ea"),
-            DataFile("t10k-labels-idx1-ubyte.gz", "27ae3e4e09519cfbb04c329615203637"),
+            DataFile("t10k-images-idx3-ubyte.gz", "2646ac647ad5339dbf082846283269ea", 7_840_016),
+            DataFile("t10k-labels-idx1-ubyte.gz", "27ae3e4e09519cfbb04c329615203637", 10_008),
         ),
     },
     mirrors=(
@@ -92,12 +100,12 @@ FASHION_MNIST = ImageDataset(
     name="fashion-mnist",
     splits={
         "train": (
-            DataFile("train-images-idx3-ubyte.gz", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-            DataFile("train-labels-idx1-ubyte.gz", "9018921c3c673c538a1fc5bad174d6f9"),
+            DataFile("train-images-idx3-ubyte.gz", "f4a8712d7a061bf5bd6d2ca38dc4d50a", 47_040_016),
+            DataFile("train-labels-idx1-ubyte.gz", "9018921c3c673c538a1fc5bad174d6f9", 60_008),
         ),
         "test": (
-            DataFile("t10k-images-idx3-ubyte.gz", "8181f5470baa50b63fa0f6fddb340f0a"),
-            DataFile("t10k-labels-idx1-ubyte.gz", "15d484375f8d13e6eb1aabb0c3f46965"),
+            DataFile("t10k-images-idx3-ubyte.gz", "8181f5470baa50b63fa0f6fddb340f0a", 7_840_016),
+            DataFile("t10k-labels-idx1-ubyte.gz", "15d484375f8d13e6eb1aabb0c3f46965", 10_008),
         ),
     },
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
@@ -130,7 +138,7 @@ def get_dataset(name: str) -> ImageDataset:
 def cache_dir() -> Path:
     """The per-user download cache: `$SEQLSTM_CACHE`, else the platform's (`$XDG_CACHE_HOME/seqlstm`)."""
     override = os.environ.get("SEQLSTM_CACHE")
-    return Path(override).expanduser() if override else Path(pooch.os_cache("seqlstm")).expanduser()
+    return Path(override).expanduser() if override else Path(platformdirs.user_cache_dir("seqlstm")).expanduser()
 
 
 def mirrors(dataset: ImageDataset) -> list[str]:
@@ -151,7 +159,7 @@ def find_in(directory: Path, file: DataFile) -> Path | None:
 
 def verified_payload(path: Path, file: DataFile) -> bytes:
     """The uncompressed bytes of `path`, after checking them against `file.md5`."""
-    payload = read_bytes(path)
+    payload = read_bytes(path, limit=file.size)
     got = hashlib.md5(payload).hexdigest()
     if got != file.md5:
         raise DataError(
@@ -177,14 +185,13 @@ def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
             "writable folder, or place the files by hand and pass --data-dir"
         ) from None
     target = directory / file.name
-    fetch = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=DOWNLOAD_TIMEOUT_S)
     failures = []
     for base in mirrors(dataset):
         url = base + file.name
         log.info("downloading %s", url)
         tmp = temp_path_beside(target)
         try:
-            fetch(url, str(tmp), None)
+            fetch(url, tmp, file.size)
             verified_payload(tmp, file)
             os.replace(tmp, target)
             return target
@@ -203,10 +210,47 @@ def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
     )
 
 
+class TooSlow(Exception):
+    """A mirror that sends too slowly, or more than the file can be."""
+
+
+def fetch(url: str, path: Path, size: int) -> None:
+    """Stream `url` into `path`, with a progress bar on a terminal; TooSlow past the deadline, under
+    the minimum rate, or beyond `size` bytes (plus a margin for gzip's framing), and requests'
+    exceptions for everything a connection can do."""
+    import requests  # imported here: only downloads need it
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    with requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        response.raise_for_status()
+        declared = int(response.headers.get("Content-Length") or 0) or None
+        limit = size + size // 100 + 65536
+        with path.open("wb") as out, tqdm(total=declared, unit="B", unit_scale=True, disable=not sys.stderr.isatty(),
+                                          desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+            got = 0
+            # read1 returns what one read brings, so the clock is checked however slowly bytes come.
+            for chunk in iter(lambda: response.raw.read1(CHUNK), b""):
+                out.write(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+                elapsed = time.monotonic() - start
+                if got > limit:
+                    raise TooSlow(f"sent more than {limit:,} bytes, more than the file can be")
+                if elapsed > DEADLINE_S:
+                    raise TooSlow(f"not done after {DEADLINE_S} s ({got:,} bytes)")
+                if elapsed > GRACE_S and got / elapsed < MIN_RATE:
+                    raise TooSlow(f"too slow: {got:,} bytes in {elapsed:.0f} s, under {MIN_RATE:,} bytes/s")
+        if declared is not None and got < declared:
+            raise requests.exceptions.ChunkedEncodingError(f"{got:,} of {declared:,} bytes")
+
+
 def describe_failure(error: Exception) -> str:
     """One line saying what a mirror answered, for the DownloadError summary."""
-    import requests  # imported here like pooch does: only downloads need it
+    import requests  # imported here: only downloads need it
 
+    if isinstance(error, TooSlow):
+        return str(error)
     if isinstance(error, requests.HTTPError) and error.response is not None:
         return f"HTTP {error.response.status_code} {error.response.reason}"
     if isinstance(error, requests.Timeout):

@@ -20,8 +20,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     log: Callable[[str], None] | None = None,
+    request_timeout: float = 30.0,
 ) -> None:
     """Serve the drawing page and the JSON API for the model in `checkpoint` until interrupted.
+
+    A client must send each request whole within `request_timeout` seconds, or its connection is closed.
 
     Listens on `host`:`port` (port 0: any free port) and, once connections are accepted, passes
     one line with the page's URL to `log`. Runs until Ctrl+C (SIGINT) or SIGTERM: uvicorn then
@@ -33,6 +36,7 @@ def serve(
         import uvicorn
 
         from .app import create_app
+        from .protocol import with_deadline
     except ImportError as e:
         raise ServeError(f"`seqlstm serve` needs FastAPI and uvicorn, and {e.name} is missing; {INSTALL_HINT}") from None
     app = create_app(checkpoint)
@@ -41,7 +45,10 @@ def serve(
     url = f"http://[{host}]:{bound}/" if ":" in host else f"http://{host}:{bound}/"
     if log is not None:
         log(f"serving {checkpoint} at {url} (Ctrl+C stops)")
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
+    # Each request must arrive whole within request_timeout (protocol.py); idle keep-alive connections
+    # close after uvicorn's own 5 s.
+    config = uvicorn.Config(app, log_level="warning", http=with_deadline(request_timeout))
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 def listen(host: str, port: int) -> socket.socket:

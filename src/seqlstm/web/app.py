@@ -32,6 +32,8 @@ from ..predict import check_reads_images, prepare_image
 # The largest request body accepted. A drawing from the page is a PNG of a few kilobytes and a
 # 28x28 JSON array under 4 KB; 1 MiB leaves room for photos while keeping memory per request small.
 MAX_BODY_BYTES = 1024 * 1024
+# A body over the limit is still read, and dropped, up to this size so its sender sees the 413.
+DRAIN_BYTES = 64 * MAX_BODY_BYTES
 # A PNG compresses blank areas about a thousandfold, so 1 MiB can claim a gigapixel: pictures
 # whose header promises more than this (a 2000x2000 image) are refused before decoding.
 MAX_PIXELS = 4_000_000
@@ -141,7 +143,7 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
@@ -181,16 +183,28 @@ def media_type(request: Request) -> str:
 
 
 async def read_body(request: Request) -> bytes:
-    """The body, or HTTP 413 as soon as it passes MAX_BODY_BYTES: counted as it arrives, because a
-    chunked body declares no length and a declared one need not be true."""
+    """The body, or HTTP 413 once it passes MAX_BODY_BYTES: counted as it arrives, because a chunked
+    body declares no length and a declared one need not be true.
+
+    The rest of a body too large is read and dropped (up to DRAIN_BYTES) before the 413 is sent: a
+    client that sends its whole body before reading (Python's urllib) would otherwise find the
+    connection reset and never see the answer.
+    """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > DRAIN_BYTES:
         raise too_large(f"the body declares {int(declared):,} bytes, more")
     body = bytearray()
+    received = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large("the body is longer")
+        received += len(chunk)
+        if received <= MAX_BODY_BYTES:
+            body += chunk
+        elif received > DRAIN_BYTES:
+            break
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large(f"the body declares {int(declared):,} bytes, more")
+    if received > MAX_BODY_BYTES:
+        raise too_large("the body is longer")
     return bytes(body)
 
 

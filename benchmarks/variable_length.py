@@ -1,0 +1,88 @@
+"""Variable-length sequences: batches padded to the file's longest against batches of similar lengths.
+
+    python benchmarks/variable_length.py [--sequences 1200] [--longest 1200] [--epochs 3] [--json PATH]
+
+A synthetic file of labelled sequences whose lengths are mostly short (log-normal, median 60 steps)
+with a few outliers up to --longest steps; the class is the sign pattern of the first step, so a
+model must carry it through the whole sequence. The same training (seqlstm's defaults for a file,
+with a fixed budget: --epochs epochs of batch 32, patches of 4 steps) runs three ways, each in a
+fresh process: every batch padded to the file's longest sequence (seqlstm before bucketing),
+random batches padded to their own longest, and batches bucketed by length (today's default).
+Prints the training time, its ratio to the padded reference measured in the same run, and the test
+accuracy; writes JSON. Nothing here asserts a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODES = {"padded to the file's longest": dict(TRIM=False), "random batches, own longest": dict(BUCKET=1),
+         "bucketed by length (default)": {}}
+
+
+def make_file(folder: Path, n: int, longest: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(np.log(60), 0.5, n).astype(int), 4, longest)
+    lengths[rng.choice(n, max(1, n // 100), replace=False)] = rng.integers(longest // 2, longest + 1, max(1, n // 100))
+    x = np.zeros((n, int(lengths.max()), 2), np.float32)
+    for i, length in enumerate(lengths):
+        x[i, :length] = rng.normal(size=(length, 2))
+    y = (x[:, 0, 0] > 0).astype(int) + 2 * (x[:, 0, 1] > 0)
+    path = folder / f"seq-{seed}.npz"
+    np.savez(path, X=x, y=y, lengths=lengths)
+    return path
+
+
+def child(mode: str, train_file: str, test_file: str, epochs: int, queue) -> None:
+    import seqlstm
+    from seqlstm.data import batches
+
+    for name, value in MODES[mode].items():
+        setattr(batches, name, value)
+    config = seqlstm.TrainConfig(dataset=train_file, test_dataset=test_file, epochs=epochs, batch_size=32, patch=4,
+                                 out=str(Path(train_file).with_name(f"{abs(hash(mode))}.ckpt")),
+                                 run_dir=str(Path(train_file).with_name(f"run-{abs(hash(mode))}")))
+    start = time.perf_counter()
+    result = seqlstm.train(config, log=lambda line: None)
+    queue.put({"mode": mode, "train_s": time.perf_counter() - start, "accuracy": result.evaluation.accuracy})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequences", type=int, default=1200)
+    parser.add_argument("--longest", type=int, default=1200)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "variable_length.json"))
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        train_file = make_file(Path(folder), args.sequences, args.longest, 0)
+        test_file = make_file(Path(folder), args.sequences // 3, args.longest, 1)
+        for mode in MODES:
+            queue = context.Queue()
+            process = context.Process(target=child, args=(mode, str(train_file), str(test_file), args.epochs, queue))
+            process.start()
+            rows.append(queue.get())
+            process.join()
+    reference = rows[0]["train_s"]
+    print(f"{args.sequences} training sequences, lengths median 60, up to {args.longest}; {args.epochs} epochs of batch 32")
+    print(f"{'batches':<32} {'time s':>8} {'vs padded':>10} {'accuracy %':>11}")
+    for row in rows:
+        row["vs_padded"] = row["train_s"] / reference
+        print(f"{row['mode']:<32} {row['train_s']:8.1f} {row['vs_padded']:9.2f}x {row['accuracy']:11.2f}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"machine": platform.processor() or platform.machine(), "args": vars(args),
+                                           "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
