@@ -7,7 +7,7 @@ import torch
 
 from conftest import run_cli
 from seqlstm import CheckpointError, ConfigError, OutputError, LSTMClassifier, TrainConfig, load_checkpoint, save_checkpoint
-from seqlstm.checkpoint import FORMAT_VERSION
+from seqlstm.checkpoint import FORMAT_VERSION, digest
 
 
 def small_model():
@@ -137,7 +137,7 @@ def test_checkpoints_from_before_cells_and_recipes_load_as_they_were_trained(tmp
                    "label_smoothing", "weight_decay")
     for key in recipe_keys:
         del raw["config"][key]
-    torch.save(raw, path)
+    resave(raw, path)
     loaded, config = load_checkpoint(path)
     assert loaded.cell == config.cell == "lstm"
     assert (config.recipe, config.precision, config.schedule) == ("tutorial", "fp32", "constant")
@@ -150,7 +150,7 @@ def test_unknown_cell_in_a_checkpoint(tmp_path):
     path = save_checkpoint(tmp_path / "m.ckpt", small_model(), TrainConfig())
     raw = torch.load(path, weights_only=True)
     raw["model_args"]["cell"] = "rnn"
-    torch.save(raw, path)
+    resave(raw, path)
     with pytest.raises(CheckpointError, match="do not fit together: unknown cell 'rnn'"):
         load_checkpoint(path)
 
@@ -185,7 +185,7 @@ def test_checkpoint_whose_parts_disagree_gets_a_one_line_error(tmp_path, section
     path = save_checkpoint(tmp_path / "m.ckpt", small_model(), TrainConfig())
     raw = torch.load(path, weights_only=True)
     raw[section][key] = value
-    torch.save(raw, path)
+    resave(raw, path)
     with pytest.raises(CheckpointError, match=f"do not fit together: {message}") as caught:
         load_checkpoint(path)
     assert "\n" not in str(caught.value)
@@ -196,3 +196,19 @@ def test_a_model_saved_with_another_cells_config_is_refused_before_writing(tmp_p
     with pytest.raises(ConfigError, match=r"the model is a 'gru' cell but its config says 'lstm'; save it with TrainConfig\(cell='gru'"):
         save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig())
     assert list(tmp_path.iterdir()) == []
+
+
+def resave(raw: dict, path) -> None:
+    """Write an edited checkpoint dict as a crafted file would be: with a digest that matches it, so
+    that what is checked is how its contents fit together (a mere edit is refused as damage)."""
+    raw["digest"] = digest(raw)
+    torch.save(raw, path)
+
+
+def test_an_edit_without_a_new_digest_is_refused_as_damage(tmp_path):
+    path = save_checkpoint(tmp_path / "m.ckpt", small_model(), TrainConfig())
+    raw = torch.load(path, weights_only=True)
+    raw["config"]["lr"] = 0.5
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="the checkpoint is damaged: its contents do not match the digest"):
+        load_checkpoint(path)

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli
-from seqlstm import (CheckpointError, DataError, LSTMClassifier, RunError, TrainConfig,
+from seqlstm import (CheckpointError, DataError, LSTMClassifier, OutputError, RunError, TrainConfig,
                      evaluate_checkpoint, load_checkpoint, predict_files, read_sequences, save_checkpoint, train)
 from seqlstm.checkpoint import digest
 from seqlstm.runs import default_run_dir, plot_run, start_run_dir
@@ -134,6 +134,7 @@ def test_5_a_checkpoint_with_a_changed_bit_or_nan_weights_is_refused(small_run):
         load_checkpoint(folder / "nan.ckpt")
     one_line_error(run_cli("export", "nan.ckpt", "--onnx", "nan.onnx", cwd=folder), "NaN or infinite")
     assert not (folder / "nan.onnx").exists()
+    one_line_error(run_cli("serve", "nan.ckpt", "--port", "0", cwd=folder), "NaN or infinite")
 
 
 def test_6_evaluate_refuses_a_data_file_that_changed_since_training(small_run):
@@ -235,6 +236,17 @@ def test_9_run_directories_that_cannot_be_and_metrics_that_were_edited(tmp_path)
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": "low", "lr": 0.1}\n{"step": 2, "loss": 1, "lr": 0.1}\n')
     with pytest.raises(RunError, match=r"metrics\.jsonl, line 1: 'loss' is \"low\"; it must be a number"):
         plot_run(tmp_path / "run")
+
+
+def test_9_metrics_on_a_full_disk_are_an_error_that_says_so(tmp_path):
+    from seqlstm.runs import MetricsLog
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").symlink_to("/dev/full")  # every write: "No space left on device"
+    log = MetricsLog(tmp_path / "run")
+    with pytest.raises(OutputError, match=r"metrics\.jsonl: could not be written: No space left on device"):
+        log.write({"step": 1, "loss": 0.5, "lr": 0.01})
+    log.close()
 
 
 def test_9_a_model_too_large_for_the_machine_is_refused_with_the_figures(small_run):
