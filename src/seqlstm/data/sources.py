@@ -248,6 +248,7 @@ def fetch(url: str, path: Path, size: int) -> None:
 def describe_failure(error: Exception) -> str:
     """One line saying what a mirror answered, for the DownloadError summary."""
     import requests  # imported here: only downloads need it
+    import urllib3
 
     if isinstance(error, TooSlow):
         return str(error)
@@ -255,7 +256,8 @@ def describe_failure(error: Exception) -> str:
         return f"HTTP {error.response.status_code} {error.response.reason}"
     if isinstance(error, requests.Timeout):
         return f"no answer within {DOWNLOAD_TIMEOUT_S} s"
-    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+    # Read with read1 (see fetch), a cut body surfaces as urllib3's own error, not wrapped by requests.
+    if isinstance(error, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)):
         return f"the connection was cut before the file was complete ({error})"
     if isinstance(error, requests.ConnectionError):
         # urllib3 wraps the OS's answer ("Connection refused", "Name or service not known") in
