@@ -84,6 +84,7 @@ class TrainConfig:
     conv: int | None = None  # filters of a convolutional branch beside the core (LSTM-FCN); 0: none
     conv_patch: int | None = None  # the branch reads this many steps as one; None for a user's file: planned
     class_weight: str | None = None  # none | balanced (each class weighs in the loss inversely to its count)
+    bucket: bool = False  # batch variable-length sequences with others of about their length (faster; see the docs)
     plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
     # set by training on a user's files: the SHA-256 of each file it read ({"dataset": ..., "test_dataset": ...}),
     # so that a later command reading the file again can tell that it changed

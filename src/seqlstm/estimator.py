@@ -58,7 +58,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self, hidden_size=128, num_layers=2, cell="lstm", batch_size=None, epochs=None, seed=0, device="auto",
         max_steps=None, val_size=None, patience=None, recipe="fast", precision=None, schedule=None, clip_grad=None,
         init=None, normalize=None, lr=None, label_smoothing=None, weight_decay=None, patch=None, bidirectional=None,
-        pool=None, dropout=None, conv=None, conv_patch=None, class_weight=None,
+        pool=None, dropout=None, conv=None, conv_patch=None, class_weight=None, bucket=False,
     ):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -86,6 +86,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self.conv = conv
         self.conv_patch = conv_patch
         self.class_weight = class_weight
+        self.bucket = bucket
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -300,12 +300,15 @@ def fit(
                 if epoch != loop.epoch:
                     loop.epoch, loop.batch = epoch, 0
                 loop.epoch_order = order.get_state()
-                for batch in shuffled_batches(len(train_set.labels), config.batch_size, order, cpu_lengths)[loop.batch:]:
+                bucket_by = cpu_lengths if config.bucket else None
+                for batch in shuffled_batches(len(train_set.labels), config.batch_size, order, bucket_by)[loop.batch:]:
                     indices = batch.to(device)
                     inputs, lengths, labels = train_set.take(indices)
                     steps = longest(cpu_lengths, batch)
                     if steps is not None:
                         inputs = inputs[:, :steps]  # padded to this batch's longest, not the file's
+                    if cpu_lengths is not None and bool((cpu_lengths[batch] == inputs.shape[1]).all()):
+                        lengths = None  # no padding in this batch (told on the CPU: no device sync)
                     # Augmentation (the shifts of images) is drawn for the whole batch, so each sample
                     # moves as it would in one process.
                     x = distributed.shard(source.augment(inputs, config, shifts))

@@ -13,12 +13,13 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-# Variable-length sequences are batched with others of about their length: the shuffled samples are
-# taken BUCKET batches at a time, sorted by length, cut into batches, and the epoch's batches shuffled.
-# Each batch is then padded only to its own longest (`longest`), so an outlier pads its own batch
-# alone. 1 turns the sorting off (random batches); benchmarks/variable_length.py measures both.
+# With --bucket, variable-length sequences are batched with others of about their length: the
+# shuffled samples are taken BUCKET batches at a time, sorted by length, cut into batches, and the
+# epoch's batches shuffled. Faster, but it cost accuracy on one of the two problems measured
+# (benchmarks/variable_length.py, docs/data.md), so it is asked for, not the default.
 BUCKET = 32
-# False pads every batch to the file's longest sequence, as before bucketing (the benchmark's reference).
+# Every batch is padded only to its own longest sequence (`longest`). False pads every batch to the
+# file's longest, as seqlstm did before: the reference benchmarks/variable_length.py measures against.
 TRIM = True
 
 
@@ -26,11 +27,12 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator,
                      lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
     """CPU index tensors covering 0..n-1 once, in an order drawn from `generator`.
 
-    `lengths` (n,) on the CPU: when they differ, batches are bucketed by length (see BUCKET). Equal
-    lengths, or None, give plain shuffled batches, and draw from `generator` exactly as before.
+    `lengths` (n,) on the CPU, to bucket by (see BUCKET): when they differ, batches are bucketed by
+    length. Equal lengths, or None, give plain shuffled batches, drawn from `generator` exactly as
+    without lengths.
     """
     order = torch.randperm(n, generator=generator)
-    if lengths is None or BUCKET <= 1 or bool((lengths == lengths[0]).all()):
+    if lengths is None or bool((lengths == lengths[0]).all()):
         return list(order.split(batch_size))
     batches = []
     for bucket in order.split(batch_size * BUCKET):
@@ -39,12 +41,18 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator,
     return [batches[k] for k in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+# A batch is padded to its longest sequence rounded up to a multiple of this many steps: each new
+# shape costs the CPU kernels a new plan, and mildly varying lengths made many shapes cost more
+# than the padding they saved (benchmarks/variable_length.py).
+ROUND = 64
+
+
 def longest(lengths: torch.Tensor | None, indices: torch.Tensor) -> int | None:
-    """The longest of `lengths` at `indices` (both on the CPU): what a batch needs padding to; None
-    without lengths."""
+    """The steps a batch at `indices` is padded to: its longest of `lengths` (both on the CPU),
+    rounded up to a multiple of ROUND but never past the longest of all; None without lengths."""
     if lengths is None or not TRIM:
         return None
-    return int(lengths[indices].max())
+    return min(-(-int(lengths[indices].max()) // ROUND) * ROUND, int(lengths.max()))
 
 
 # The validation images are the same whatever --seed says, so runs with different seeds are

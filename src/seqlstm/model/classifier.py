@@ -123,15 +123,17 @@ class LSTMClassifier(nn.Module):
             if lengths is None:
                 return self.fc(out[:, -1, :])
             return self.fc(at_last(out, lengths.to(out.device)))
-        return self.classify(*self.prepare(raw, lengths))
+        # Without lengths nothing is padding: the branch's batch statistics then need no mask.
+        return self.classify(*self.prepare(raw, lengths), padded=lengths is not None)
 
     def prepare(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw samples through the input transform, padding set to 0, and the lengths (batch,) int64
         (all steps when None): what `classify` reads."""
         return self.inputs.prepare(raw, lengths)
 
-    def classify(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, classes) for prepared x (batch, seq, features) and its lengths (batch,)."""
+    def classify(self, x: torch.Tensor, lengths: torch.Tensor, padded: bool = True) -> torch.Tensor:
+        """Logits (batch, classes) for prepared x (batch, seq, features) and its lengths (batch,);
+        `padded` False: every sequence has all `seq` steps."""
         steps, counts = patches(x, lengths, self.patch)
         out, _ = self.lstm(steps)
         real = torch.arange(steps.shape[1], device=x.device)[None, :] < counts[:, None]  # (batch, patches)
@@ -139,7 +141,8 @@ class LSTMClassifier(nn.Module):
             order = reversal(counts, steps.shape[1])
             back, _ = self.lstm_reverse(take_steps(steps, order))
             if self.pool == "last":
-                return self.head(torch.cat([at_last(out, counts), at_last(back, counts)], dim=-1), x, lengths, steps, counts)
+                return self.head(torch.cat([at_last(out, counts), at_last(back, counts)], dim=-1), x, lengths, steps, counts,
+                                 padded)
             out = torch.cat([out, take_steps(back, order)], dim=-1)  # each step's two readings side by side
         if self.pool == "last":
             features = at_last(out, counts)
@@ -150,10 +153,10 @@ class LSTMClassifier(nn.Module):
         else:
             scores = self.attend(out).squeeze(-1).masked_fill(~real, float("-inf"))
             features = (scores.softmax(dim=1).unsqueeze(-1) * out).sum(1)
-        return self.head(features, x, lengths, steps, counts)
+        return self.head(features, x, lengths, steps, counts, padded)
 
     def head(self, features: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, steps: torch.Tensor,
-             counts: torch.Tensor) -> torch.Tensor:
+             counts: torch.Tensor, padded: bool = True) -> torch.Tensor:
         """Logits from the pooled core features (batch, width), with the convolutional branch's
         reading of prepared x (batch, seq, features) beside them; `steps` and `counts` are x in the
         core's patches, which the branch reuses when it reads the same ones."""
@@ -161,7 +164,7 @@ class LSTMClassifier(nn.Module):
             if self.conv_patch != self.patch:
                 steps, counts = patches(x, lengths, self.conv_patch)
             real = torch.arange(steps.shape[1], device=x.device)[None, :] < counts[:, None]
-            features = torch.cat([features, self.conv(steps, real)], dim=-1)
+            features = torch.cat([features, self.conv(steps, real, padded)], dim=-1)
         if self.drop is not None:
             features = self.drop(features)
         return self.fc(features)
@@ -181,23 +184,47 @@ def patches(x: torch.Tensor, lengths: torch.Tensor, size: int) -> tuple[torch.Te
 class ConvBranch(nn.Module):
     """Three conv-BN-ReLU blocks over the steps (the FCN of Wang et al. 2017, used by LSTM-FCN),
     averaged over the real steps. Padding is zeroed after every block, so what follows a sequence
-    reads as the convolution's own zero padding and never changes the answer (in eval mode)."""
+    reads as the convolution's own zero padding and never changes the answer; in training, the
+    batch statistics come from the real steps alone (MaskedBatchNorm)."""
 
     def __init__(self, channels: int, filters: int):
         super().__init__()
         widths = (channels, filters, 2 * filters, filters)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(a, b, k, padding="same", bias=False), nn.BatchNorm1d(b), nn.ReLU())
+            nn.Sequential(nn.Conv1d(a, b, k, padding="same", bias=False), MaskedBatchNorm(b), nn.ReLU())
             for a, b, k in zip(widths, widths[1:], (7, 5, 3))
         )
 
-    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """(batch, filters) for x (batch, steps, channels) and real (batch, steps) bool."""
+    def forward(self, x: torch.Tensor, real: torch.Tensor, padded: bool = True) -> torch.Tensor:
+        """(batch, filters) for x (batch, steps, channels) and real (batch, steps) bool; `padded`
+        False says every step is real (the statistics then need no mask)."""
         mask = real.unsqueeze(1).to(x.dtype)  # (batch, 1, steps)
         h = x.transpose(1, 2)
-        for block in self.blocks:
-            h = block(h) * mask
+        for conv, norm, relu in self.blocks:
+            h = relu(norm(conv(h), mask if padded else None)) * mask
         return h.sum(-1) / mask.sum(-1)
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """nn.BatchNorm1d whose training statistics come from the real steps only, so padding — however
+    much of a batch it fills — never shifts them (the running statistics eval mode uses included).
+    Without a mask, and in eval mode, it is nn.BatchNorm1d itself."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (batch, channels, steps); mask (batch, 1, steps), 1 on real steps."""
+        if mask is None or not self.training:
+            return super().forward(x)
+        real = mask.to(torch.float32)
+        values = x.float()
+        count = real.sum()
+        mean = (values * real).sum((0, 2)) / count
+        var = ((values - mean[:, None]).square() * real).sum((0, 2)) / count
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * count / (count - 1).clamp(min=1), self.momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return ((values - mean[:, None]) * scale[:, None] + self.bias[:, None]).to(x.dtype)
 
 
 def at_last(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
