@@ -16,8 +16,21 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-# Read once, before the per-test isolation below removes it from the environment.
-SHARED_DATA = os.environ.get("SEQLSTM_DATA")
+# Read once, before the per-test isolation below removes it from the environment, and made
+# absolute: tests run commands in other folders, and `SEQLSTM_DATA=../shared/data` must still hold.
+SHARED_DATA = Path(os.environ["SEQLSTM_DATA"]).resolve() if os.environ.get("SEQLSTM_DATA") else None
+
+
+def data_folder(name: str, marker: str) -> Path:
+    """`$SEQLSTM_DATA/<name>`, the one place tests read shared data from, when it holds `marker`;
+    else the test is skipped (and fails in CI, which must provide it)."""
+    directory = SHARED_DATA / name if SHARED_DATA is not None else None
+    if directory is None or not (directory / marker).is_file():
+        where = f"{directory} has no {marker}" if directory is not None else "SEQLSTM_DATA is not set"
+        if os.environ.get("CI"):
+            pytest.fail(f"{where}; CI must set SEQLSTM_DATA to a folder holding {name}/")
+        pytest.skip(f"{where}; set SEQLSTM_DATA to a folder holding {name}/")
+    return directory
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +43,8 @@ def isolated_environment(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The folder with the four real MNIST files: `$SEQLSTM_DATA/mnist`, else `../shared/data/mnist`."""
-    directory = Path(SHARED_DATA) / "mnist" if SHARED_DATA else REPO.parent / "shared" / "data" / "mnist"
-    if not (directory / "train-images-idx3-ubyte.gz").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"MNIST files not found in {directory}; CI must set SEQLSTM_DATA")
-        pytest.skip(f"MNIST files not found in {directory}; set SEQLSTM_DATA to a folder holding mnist/")
-    return directory
+    """The folder with the four real MNIST files: `$SEQLSTM_DATA/mnist`."""
+    return data_folder("mnist", "train-images-idx3-ubyte.gz")
 
 
 @pytest.fixture(scope="session")
@@ -150,10 +158,5 @@ def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ucr_dir() -> Path:
-    """The UCR problems in `.ts` files: `$SEQLSTM_DATA/ucr`, else `../shared/data/ucr`."""
-    directory = Path(SHARED_DATA) / "ucr" if SHARED_DATA else REPO.parent / "shared" / "data" / "ucr"
-    if not (directory / "ItalyPowerDemand_TRAIN.ts").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"UCR files not found in {directory}; CI must set SEQLSTM_DATA")
-        pytest.skip(f"UCR files not found in {directory}; set SEQLSTM_DATA to a folder holding ucr/")
-    return directory
+    """The UCR problems in `.ts` files: `$SEQLSTM_DATA/ucr`."""
+    return data_folder("ucr", "ItalyPowerDemand_TRAIN.ts")
