@@ -133,6 +133,17 @@ def test_bad_input_is_a_value_error_that_says_what_is_wrong(X, y, message):
         SequenceClassifier(**SMALL).fit(X, y)
 
 
+def test_numpy_parameters_as_searches_draw_them_fit_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 6)), np.array([0, 1] * 15)
+    estimator = SequenceClassifier(hidden_size=np.int64(8), lr=np.float64(0.01), conv=np.int32(4), max_steps=np.int64(5),
+                                   device="cpu").fit(X, y)
+    estimator.save(tmp_path / "m.ckpt")
+    loaded = SequenceClassifier.load(tmp_path / "m.ckpt", device="auto")
+    np.testing.assert_array_equal(loaded.predict_proba(X), estimator.predict_proba(X))
+    assert loaded.get_params()["hidden_size"] == 8 and type(loaded.get_params()["lr"]) is float
+
+
 def test_bad_parameters_are_value_errors_at_fit_not_at_construction():
     estimator = SequenceClassifier(pool="sideways", **{k: v for k, v in SMALL.items()})
     with pytest.raises(ValueError, match="pool must be one of last, mean, max, attention, got 'sideways'"):

@@ -95,6 +95,13 @@ def test_format_3_checkpoints_load_through_the_upgrade_and_answer_as_before(tmp_
     torch.testing.assert_close(loaded(images), model.eval()(images), rtol=0, atol=0)
     assert loaded.classes == ("a", "b", "c") and torch.equal(loaded.inputs.permutation, model.inputs.permutation)
 
+    # The first version-3 files had no image_shape: square images, as their steps say.
+    path = save_checkpoint(tmp_path / "p0.ckpt", model, TrainConfig(view="permuted", hidden_size=8, num_layers=1))
+    v3_layout(path, dict(kind="images", classes=["a", "b", "c"], steps=784, features=1, view="permuted"))
+    loaded, _ = load_checkpoint(path)
+    assert loaded.inputs.image_shape == (28, 28)
+    torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
+
     sequences = LSTMClassifier(2, hidden_size=8, num_layers=1, num_classes=2, pool="mean", conv=4, classes=("x", "y"),
                                inputs=dict(kind="sequences", steps=9)).eval()
     sequences.inputs.mean.copy_(torch.tensor([1.0, -2.0]))

@@ -301,7 +301,7 @@ def test_13_a_run_killed_before_its_first_checkpoint_starts_over_and_leftovers_g
     folder, _, _ = small_run
     killed = folder / "killed"
     killed.mkdir()
-    (killed / "config.json").write_text("{}")
+    (killed / "config.json").write_text('{"seqlstm": "0.1.0", "config": {}}')
     (killed / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0, "lr": 0.1}\n')
     (killed / ".last.ckpt.999999.0badc0de.tmp").write_bytes(b"half a checkpoint")
     done = run_cli("train", "--dataset", "data.npz", "--hidden-size", "4", "--conv", "2", "--max-steps", "2",
@@ -309,6 +309,22 @@ def test_13_a_run_killed_before_its_first_checkpoint_starts_over_and_leftovers_g
     assert done.returncode == 0, done.stderr
     assert (killed / "last.ckpt").is_file() and not list(killed.glob(".*.tmp"))
     assert '"loss": 1.0,' not in (killed / "metrics.jsonl").read_text()
+
+
+def test_13_a_folder_of_the_users_own_files_is_not_taken_for_a_killed_run(small_run):
+    folder, _, _ = small_run
+    (folder / "project").mkdir()
+    (folder / "project" / "config.json").write_text('{"my": "settings"}')
+    done = run_cli("train", "--dataset", "data.npz", "--max-steps", "1", "--run-dir", "project", cwd=folder)
+    one_line_error(done, "project: holds config.json that no seqlstm run wrote")
+    assert (folder / "project" / "config.json").read_text() == '{"my": "settings"}'
+
+
+def test_6_a_resumed_run_refuses_a_data_file_that_changed(small_run):
+    folder, data, _ = small_run
+    np.savez(data, **sequences(seed=3))
+    done = run_cli("train", "--resume", "run/last.ckpt", cwd=folder)
+    one_line_error(done, "data.npz: the file changed since the model was trained on it")
 
 
 # --- 11: the server's limits ----------------------------------------------------------------------
@@ -354,6 +370,33 @@ def test_11_trickling_clients_do_not_hold_the_server(strict_server):
     assert sum(closed_by_server(sock, within=10) for sock in slow) == 300
     for sock in [*slow, short]:
         sock.close()
+
+
+def test_11_the_second_request_on_a_connection_has_a_deadline_too(strict_server):
+    import http.client
+
+    host, port = strict_server
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/api/model")
+    assert connection.getresponse().read().startswith(b"{")
+    sock = connection.sock
+    started = time.monotonic()
+    closed = False
+    for byte in b"GET /api/model HTTP/1.1\r\nHost: x\r\n":  # the next request, trickled
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if closed_by_server(sock, within=0.5):
+            closed = True
+            break
+    assert closed and time.monotonic() - started < 10
+    connection.close()
+
+
+def test_11_a_request_timeout_that_is_no_time_is_refused(trained_checkpoint):
+    one_line_error(run_cli("serve", str(trained_checkpoint), "--request-timeout", "0"), "--request-timeout must be a positive")
 
 
 def test_11_a_client_that_sends_all_before_reading_gets_its_413_and_head_is_answered(strict_server):

@@ -75,7 +75,6 @@ __all__ = [
     "RawSequences",
     "RunError",
     "SeqlstmError",
-    "SequenceClassifier",
     "SequenceFile",
     "Sequences",
     "ServeError",

@@ -19,6 +19,7 @@ load through `upgrade`, the one place that knows the old layouts.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
 import re
@@ -124,7 +125,11 @@ def upgrade(data: dict) -> dict:
         if isinstance(encoding, dict) and encoding.get("kind") == "features":
             args["inputs"] = dict(kind=SEQUENCES, steps=encoding.get("steps"))
         elif isinstance(encoding, dict):
-            args["inputs"] = dict(kind=IMAGES, image_shape=encoding.get("image_shape"), view=encoding.get("view", "rows"))
+            view, shape = encoding.get("view", "rows"), encoding.get("image_shape")
+            if shape is None:  # the first version-3 files: square images, as their steps say
+                side = encoding.get("steps", features) if view == "rows" else math.isqrt(encoding.get("steps", 1))
+                shape = [side, side]
+            args["inputs"] = dict(kind=IMAGES, image_shape=shape, view=view)
             if encoding.get("permutation") is not None:
                 state["inputs.permutation"] = encoding["permutation"]
         else:

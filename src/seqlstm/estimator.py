@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .device import resolve_device
 from .data.records import Arrays, padded
 from .errors import ConfigError, DataError
 from .evaluate import logits_of
@@ -110,7 +111,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         if len(set(names)) != len(names):
             raise ValueError(f"labels {classes.tolist()} are not told apart by their names; use labels of one type")
         try:
-            config = TrainConfig(dataset=None, **self.get_params())
+            config = TrainConfig(dataset=None, **plain_params(self))
             result = train(config, log=logger.info, source=Arrays(x, names[codes], lengths, tuple(names)), files=False)
         except (ConfigError, DataError) as e:
             raise ValueError(str(e)) from None
@@ -138,14 +139,14 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         """Write the fitted model as a seqlstm checkpoint (atomically): `seqlstm evaluate`, `predict`,
         `explain` and `export` read it, and `SequenceClassifier.load` gives this estimator back."""
         check_is_fitted(self)
-        estimator = {"params": self.get_params(), "classes": self.classes_.tolist()}
+        estimator = {"params": plain_params(self), "classes": self.classes_.tolist()}
         save_checkpoint(path, self.model_, self.config_, estimator=estimator)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> "SequenceClassifier":
         """The estimator saved at `path`; a checkpoint from `seqlstm train` loads too (its labels are
         then the class names, as strings). Raises CheckpointError for an unreadable file."""
-        model, config = load_checkpoint(path, device)
+        model, config = load_checkpoint(path, resolve_device(device))
         saved = read_checkpoint(path).get("estimator") or {}
         params = saved.get("params") or {name: getattr(config, name) for name in PARAMETERS}
         estimator = cls(**{**params, "device": device})
@@ -153,6 +154,12 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         estimator.n_features_in_ = model.inputs.features
         estimator.model_, estimator.config_ = model, config
         return estimator
+
+
+def plain_params(estimator: BaseEstimator) -> dict:
+    """get_params() with numpy scalars (what scikit-learn's searches draw) as plain Python values,
+    which the config checks as such and a weights-only checkpoint can hold."""
+    return {name: value.item() if isinstance(value, np.generic) else value for name, value in estimator.get_params().items()}
 
 
 def sequences(X, lengths=None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -60,6 +60,11 @@ def start_run_dir(path: Path) -> Path:
         )
     if path.exists() and not path.is_dir():
         raise RunError(f"--run-dir {path}: is a file; give a folder for the run (it is created if needed)")
+    held = [name for name in (CONFIG, METRICS) if (path / name).exists()]
+    if held and not is_run_record(path / CONFIG):
+        raise RunError(
+            f"--run-dir {path}: holds {', '.join(held)} that no seqlstm run wrote; choose another folder for the run"
+        )
     try:
         (path / PLOTS).mkdir(parents=True, exist_ok=True)
         for stale in (path / CONFIG, path / METRICS):
@@ -68,6 +73,15 @@ def start_run_dir(path: Path) -> Path:
         raise RunError(f"--run-dir {path}: cannot create the run directory there: {e.strerror or e}; choose another folder") from None
     remove_leftovers(path)
     return path
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether `path` is a config.json that `write_run_config` wrote (so a new run may replace it)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "seqlstm" in record and isinstance(record.get("config"), dict)
 
 
 def remove_leftovers(path: Path) -> None:

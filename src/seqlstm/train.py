@@ -375,7 +375,7 @@ def fit(
                         with speed.paused():
                             save_checkpoint(last, model, config, metrics={"steps": loop.step},
                                             training=capture(loop, optimizer, schedule, shifts))
-                    if checkpoint or stop.received:
+                    if (checkpoint or stop.received) and files:
                         saved_step = loop.step
                     if stop.received:
                         raise TrainingInterrupted(stop.received, loop.step, last)

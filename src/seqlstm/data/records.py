@@ -186,6 +186,11 @@ class SequenceFile(SequenceRecord):
         return self.path
 
     def load(self, config) -> TrainingData:
+        """The split the run of `config` trains and tests on; DataError when a file changed since the run
+        began (a resumed run would otherwise go on with other data)."""
+        unchanged(config, "dataset")
+        if config.test_dataset is not None:
+            unchanged(config, "test_dataset")
         return self.training_data(*self.split_raw(read_labelled(self.path, config), config))
 
     def files(self, config) -> list[str]:

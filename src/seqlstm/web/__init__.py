@@ -6,6 +6,7 @@ works without them.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from typing import Callable
@@ -32,6 +33,8 @@ def serve(
     KeyboardInterrupt. Raises ServeError when FastAPI or uvicorn is missing or the address cannot
     be listened on; CheckpointError or ConfigError for a checkpoint it cannot serve.
     """
+    if not (isinstance(request_timeout, (int, float)) and math.isfinite(request_timeout) and request_timeout > 0):
+        raise ServeError(f"--request-timeout must be a positive number of seconds, got {request_timeout}")
     try:
         import uvicorn
 

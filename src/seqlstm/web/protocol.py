@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 REQUEST_S = 30.0
@@ -40,13 +41,15 @@ class DeadlineProtocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.cycle is not None and not self.cycle.more_body:  # the whole request is in
+        if self.conn.their_state is h11.DONE:  # the current request is in, head and body
             self.disarm()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self.arm()  # the next request on this connection gets its own deadline
+        # The next request on this connection gets its own deadline, unless it is already in whole
+        # (pipelined): its answer, however long it takes, is not limited.
+        if not self.transport.is_closing() and self.conn.their_state is not h11.DONE:
+            self.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm()
