@@ -139,6 +139,7 @@ def test_the_command_line_gives_one_line_and_exit_code_1(tmp_path, kind):
     """A few of the cases through the CLI itself: the error is one line, never a traceback."""
     rng = np.random.default_rng(1)
     base = bytearray(BASES[kind])
+    refused = 0
     for case in range(2):
         data = bytearray(base)
         cut = int(rng.integers(len(data) // 3, len(data)))
@@ -152,3 +153,5 @@ def test_the_command_line_gives_one_line_and_exit_code_1(tmp_path, kind):
         done = run_cli("train", "--dataset", f"bad.{kind}", "--max-steps", "1", cwd=tmp_path)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("seqlstm: error: "), done.stderr
+        refused += 1
+    assert refused, f"no mutation of the {kind} file was refused: the command line was not tried"

@@ -101,12 +101,7 @@ def train(
         TrainResult with the trained model, its test evaluation, the checkpoint path and the run directory.
     """
     source = source_for(config.dataset) if source is None else source
-    if isinstance(source, SequenceFile):
-        # A user's files are recorded by absolute path, so that evaluate and explain find them from anywhere.
-        config = replace(config, dataset=str(Path(config.dataset).resolve()),
-                         test_dataset=None if config.test_dataset is None else str(Path(config.test_dataset).resolve()))
-        config = replace(config, digests=source.digests(config))
-    return run(config, log, on_step, None, source, files)
+    return run(source.pin(config), log, on_step, None, source, files)
 
 
 def resume(
@@ -179,6 +174,8 @@ def fit(
         check_writable(config.out, reads=source.files(config))
     # The test split is loaded now so that a missing test file fails before training rather than after it.
     data = source.load(config)
+    if saved is None:  # what a later command (or a resume) checks the user's files against
+        config = replace(config, digests=source.digests(config) or None)
     train_set, test_set, classes = data.train, data.test, data.classes
     config = with_plan(config, data, source)
     validation = None

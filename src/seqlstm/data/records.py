@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -88,6 +88,12 @@ class ImageSet:
     def hold_out(self, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return hold_out(len(labels), size)
 
+    def pin(self, config):
+        return config
+
+    def digests(self, config) -> dict[str, str]:
+        return {}  # the set's files are verified against their published MD5s whenever they are read
+
     def files(self, config) -> list[Path]:
         """The user's copies of the set's files that training reads (those in --data-dir), which no
         output may replace."""
@@ -143,6 +149,12 @@ class SequenceRecord:
     def augment(self, inputs: torch.Tensor, config, generator: torch.Generator) -> torch.Tensor:
         return inputs
 
+    def pin(self, config):
+        return config
+
+    def digests(self, config) -> dict[str, str]:
+        return {}
+
     def read_inputs(self, path: str | os.PathLike, config, model, preprocess: bool = True) -> tuple[list[str], torch.Tensor, torch.Tensor]:
         """Every sequence of a .npz, .ts or .csv file, as (names `path[i]`, float32 (N, T, F), lengths (N,)).
         Labels in the file are ignored; a .csv keeps its label column as in training, so the values
@@ -188,10 +200,15 @@ class SequenceFile(SequenceRecord):
     def load(self, config) -> TrainingData:
         """The split the run of `config` trains and tests on; DataError when a file changed since the run
         began (a resumed run would otherwise go on with other data)."""
-        unchanged(config, "dataset")
-        if config.test_dataset is not None:
-            unchanged(config, "test_dataset")
+        for name in ("dataset", "test_dataset"):
+            unchanged(config, name)
         return self.training_data(*self.split_raw(read_labelled(self.path, config), config))
+
+    def pin(self, config):
+        """`config` with the files by absolute path, so that evaluate and explain find them from anywhere."""
+        absolute = {name: str(Path(getattr(config, name)).resolve()) for name in ("dataset", "test_dataset")
+                    if getattr(config, name) is not None}
+        return replace(config, **absolute)
 
     def files(self, config) -> list[str]:
         """The files training reads, which no output may replace."""
