@@ -24,9 +24,9 @@ from seqlstm import TrainConfig
 from seqlstm.checkpoint import read_training_state, save_checkpoint
 from seqlstm.device import resolve_precision
 from seqlstm.model import LSTMClassifier, lstm_init
-from seqlstm.resume import LoopState, capture, restore
+from seqlstm.training.state import LoopState, capture, restore
 from seqlstm.runs import METRICS, plot_run
-from seqlstm.train import make_schedule
+from seqlstm.training.loop import make_schedule
 
 
 def median_time(run, repeats: int) -> float:

@@ -136,15 +136,20 @@ def run_seqlstm(data_dir, steps: int | None, device: torch.device, seed: int, ov
     precision = resolve_precision(config.precision, device)
     test = seqlstm.load_dataset("mnist", "test", data_dir)
     test = (test.images.to(device), test.labels.to(device))
-    clock = None
 
-    def on_step(info):
-        nonlocal clock
-        if clock is None:
-            clock = Clock(test, eval_every=quarter(info.steps_per_epoch, info.total_steps), precision=precision)
-        clock.tick(info.step, info.model)
+    class Timed(seqlstm.Recorder):
+        """Starts the clock with the first step and times the test curve (see Clock)."""
 
-    result = seqlstm.train(config, log=lambda line: None, on_step=on_step)
+        clock = None
+
+        def after_step(self, trainer, step):
+            if self.clock is None:
+                self.clock = Clock(test, eval_every=quarter(step.steps_per_epoch, step.total_steps), precision=precision)
+            self.clock.tick(step.step, trainer.model)
+
+    timed = Timed()
+    result = seqlstm.train(config, log=lambda line: None, recorders=[timed])
+    clock = timed.clock
     scratch.cleanup()
     name = "bf16" if precision is not None else "fp32"
     return summarise(label, clock, clock.curve[-1][0], name, result.model, device, precision)

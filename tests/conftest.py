@@ -1,13 +1,19 @@
-"""Shared fixtures: an isolated cache, the real MNIST and Fashion-MNIST files, and a real HTTP
-server on 127.0.0.1."""
+"""Shared fixtures: an isolated cache, the real MNIST and Fashion-MNIST files, a real HTTP server on
+127.0.0.1, the command line in this process and in a real one, and the test tiers.
+
+Tiers (markers, registered in pyproject.toml): `e2e` runs real processes or a browser, `slow` takes
+more than a few seconds, `accuracy` holds a trained model to a floor on real data; every other test
+is `fast`, and `pytest -m fast` runs those alone, in under a minute."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,6 +37,16 @@ def data_folder(name: str, marker: str) -> Path:
             pytest.fail(f"{where}; CI must set SEQLSTM_DATA to a folder holding {name}/")
         pytest.skip(f"{where}; set SEQLSTM_DATA to a folder holding {name}/")
     return directory
+
+
+TIERS = ("e2e", "slow", "accuracy")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that no tier claims is `fast`."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +83,37 @@ def product_photo(image: np.ndarray, seed: int) -> np.ndarray:
     photo = np.full((168 + top + bottom, 168 + left + right), 250, dtype=np.uint8)
     photo[top : top + 168, left : left + 168] = article
     return photo
+
+
+@dataclass
+class Ran:
+    """What a command did: its exit code and output, as subprocess.CompletedProcess names them."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, caplog, monkeypatch):
+    """`cli(*ARGS, cwd=None)` runs `seqlstm ARGS` in this process, in `cwd`, and returns a Ran whose
+    stderr holds the lines seqlstm logged, then what it printed there. For what a message says; the
+    tests that need a real process (exit by signal, the output streams themselves) use `run_cli`."""
+    from seqlstm.cli import main
+
+    def run(*args: str, cwd: Path | None = None) -> Ran:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's own errors
+                code = e.code
+        out, err = capsys.readouterr()
+        return Ran(code, out, "".join(f"{r.getMessage()}\n" for r in caplog.records) + err)
+
+    return run
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from conftest import run_cli
 from seqlstm.checkpoint import read_checkpoint
 from seqlstm.runs import read_metrics
 
-WORKER = Path(__file__).with_name("torchrun_worker.py")
+WORKER = Path(__file__).with_name("worker.py")
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Small but complete: augmentation, clipping, the one-cycle schedule and a validation split all
 # take part, in float32 so that the only difference is the order of the gradient sums.

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from seqlstm import TrainConfig, TrainingInterrupted, load_checkpoint, resume, train
+from seqlstm import Recorder, TrainConfig, TrainingInterrupted, load_checkpoint, resume, train
 from seqlstm.checkpoint import read_checkpoint
 from seqlstm.plan import Plan, plan_for
 
@@ -75,13 +75,14 @@ def test_an_early_stopped_run_interrupted_and_resumed_ends_as_the_unbroken_one(t
                     conv=0, lr=0.01, schedule="constant", precision="fp32")
     unbroken = train(TrainConfig(**settings, out=str(tmp_path / "a.ckpt"), run_dir=str(tmp_path / "a")), log=lambda line: None)
 
-    def stop_after_step_100(info):
-        if info.step == 100:  # after the best validation (step 63 here), before the run stops (step 198)
-            signal.raise_signal(signal.SIGINT)
+    class StopAfterStep100(Recorder):
+        def after_step(self, trainer, step):
+            if step.step == 100:  # after the best validation (step 63 here), before the run stops (step 198)
+                signal.raise_signal(signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted) as stopped:
         train(TrainConfig(**settings, out=str(tmp_path / "b.ckpt"), run_dir=str(tmp_path / "b")), log=lambda line: None,
-              on_step=stop_after_step_100)
+              recorders=[StopAfterStep100()])
     resumed = resume(stopped.value.checkpoint, log=lambda line: None)
     assert resumed.evaluation.accuracy == unbroken.evaluation.accuracy
     a, b = read_checkpoint(unbroken.checkpoint)["state_dict"], read_checkpoint(resumed.checkpoint)["state_dict"]

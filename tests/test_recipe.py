@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conftest import REPO
-from seqlstm import ConfigError, TrainConfig, train
+from seqlstm import ConfigError, Recorder, TrainConfig, train
 from seqlstm.data import load_dataset
 from seqlstm.device import cpu_has_bf16, resolve_precision
 from seqlstm.model import LSTMClassifier, lstm_init
@@ -117,13 +117,14 @@ def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir, label
 def test_precision_sets_the_compute_dtype_and_master_weights_stay_float32(tmp_path, mnist_dir, precision, computed_in):
     outputs = set()
 
-    def watch(info):
-        if info.step == 1:  # the hook sees the forward passes of steps 2 and 3, and the evaluation
-            info.model.fc.register_forward_hook(lambda module, args, out: outputs.add(out.dtype))
+    class Watch(Recorder):
+        def after_step(self, trainer, step):
+            if step.step == 1:  # the hook sees the forward passes of steps 2 and 3, and the evaluation
+                trainer.model.fc.register_forward_hook(lambda module, args, out: outputs.add(out.dtype))
 
     result = train(TrainConfig(precision=precision, data_dir=str(mnist_dir), max_steps=3, out=str(tmp_path / "m.ckpt"),
                                run_dir=str(tmp_path / "run")),
-                   log=lambda line: None, on_step=watch)
+                   log=lambda line: None, recorders=[Watch()])
     assert outputs == {computed_in}
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
 

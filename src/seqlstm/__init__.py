@@ -31,7 +31,7 @@ try:
     from .model import CELLS, LSTMClassifier, trace_gates
     from .predict import FilePrediction, Guess, predict, predict_files
     from .runs import plot_run, read_metrics
-    from .train import TrainResult, resume, train
+    from .training import Recorder, Step, Trainer, TrainResult, resume, train
     from .web import serve
 except KeyboardInterrupt:
     # Ctrl+C while the `seqlstm` command is still loading (torch takes seconds): the command's
@@ -73,12 +73,15 @@ __all__ = [
     "NonFiniteLossError",
     "OutputError",
     "RawSequences",
+    "Recorder",
     "RunError",
     "SeqlstmError",
     "SequenceFile",
     "Sequences",
     "ServeError",
+    "Step",
     "TrainConfig",
+    "Trainer",
     "TrainingData",
     "TrainResult",
     "TrainingInterrupted",

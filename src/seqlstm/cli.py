@@ -9,9 +9,10 @@ import os
 import shlex
 import signal
 import sys
+from typing import Sequence
 
 from . import __version__, distributed
-from .config import CHOICES, TrainConfig
+from .config import CHOICES, LOGGER_NAMES, TrainConfig
 from .data.sources import DATASETS
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 from .model import CELLS
@@ -19,9 +20,9 @@ from .evaluate import evaluate_checkpoint
 from .explain import explain
 from .export import export_onnx
 from .predict import FilePrediction, predict_files
-from .progress import ProgressBar
 from .runs import plot_run
-from .train import resume, train
+from .training import Recorder, resume, train
+from .training.recorders import ProgressBar
 from .web import serve
 
 DEFAULTS = TrainConfig()
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every, metavar="N", help="also validate every N steps")
     g.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, metavar="N",
                    help="write last.ckpt every N steps (default: after each epoch)")
+    g.add_argument("--log", action="append", choices=LOGGER_NAMES, default=[], metavar="LOGGER",
+                   help="also log the run's numbers to LOGGER, in the run directory: tensorboard (pip install "
+                        "\"seqlstm[tensorboard]\"; then tensorboard --logdir runs)")
     g.add_argument("--resume", metavar="CKPT",
                    help="continue the run saved in CKPT (a run's last.ckpt) with its own settings; "
                         "only --data-dir, --device and --quiet may be given with it")
@@ -200,18 +204,20 @@ def resume_device(args: argparse.Namespace) -> str | None:
     return None if args.device == defaults["device"] else args.device
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, recorders: Sequence[Recorder] = ()) -> int:
+    """Run the `seqlstm` command `argv` (default: sys.argv[1:]) and return its exit code; `recorders`
+    (training/recorders.py) also hear a `train` run, for a program that runs the command itself."""
     args = build_parser().parse_args(argv)
     # Under torchrun, rank 0 speaks for all: the other ranks log only warnings and their own errors.
     logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "train":
-            with ProgressBar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
-                if args.resume:
-                    resume(args.resume, progress.log, progress.on_step, args.data_dir, resume_device(args))
-                else:
-                    options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "quiet")}
-                    train(TrainConfig(**options), progress.log, progress.on_step)
+            progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+            if args.resume:
+                resume(args.resume, progress.log, [progress, *recorders], args.data_dir, resume_device(args))
+            else:
+                options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "quiet")}
+                train(TrainConfig(**options), progress.log, [progress, *recorders])
         elif args.command == "evaluate":
             evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots, dataset=args.dataset)
             print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.report())

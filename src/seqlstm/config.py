@@ -25,6 +25,8 @@ RECIPES = {
     "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none",
                      lr=0.01, label_smoothing=0.0, weight_decay=0.0),
 }
+# `--log`: the names of training/recorders.py's LOGGERS (not imported here: they import the training loop's needs).
+LOGGER_NAMES = ("tensorboard",)
 CHOICES = dict(
     recipe=tuple(RECIPES),
     view=tuple(VIEWS),
@@ -84,6 +86,7 @@ class TrainConfig:
     conv: int | None = None  # filters of a convolutional branch beside the core (LSTM-FCN); 0: none
     conv_patch: int | None = None  # the branch reads this many steps as one; None for a user's file: planned
     class_weight: str | None = None  # none | balanced (each class weighs in the loss inversely to its count)
+    log: tuple[str, ...] = ()  # loggers written besides metrics.jsonl, into the run directory: tensorboard
     bucket: bool = False  # batch variable-length sequences with others of about their length (faster; see the docs)
     plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
     # set by training on a user's files: the SHA-256 of each file it read ({"dataset": ..., "test_dataset": ...}),
@@ -104,6 +107,10 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        self.log = (self.log,) if isinstance(self.log, str) else tuple(self.log)  # a checkpoint's JSON keeps a list
+        unknown = [name for name in self.log if name not in LOGGER_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown logger {unknown[0]!r}; log can name {', '.join(LOGGER_NAMES)}")
         if not isinstance(self.augment_shift, int) or self.augment_shift < 0:
             raise ConfigError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if not self.clip_grad >= 0:

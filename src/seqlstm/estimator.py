@@ -29,7 +29,7 @@ from .device import resolve_device
 from .data.records import Arrays, padded
 from .errors import ConfigError, DataError
 from .evaluate import logits_of
-from .train import train
+from .training import train
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # dataset, files, views or test split), nothing is written (no out, run directory or checkpoints
 # along the way), and logging goes through the `logging` module.
 NOT_PARAMETERS = ("dataset", "data_dir", "view", "perm_seed", "test_dataset", "test_size", "label_column", "out",
-                  "run_dir", "log_every", "eval_every", "checkpoint_every", "augment_shift", "plan", "digests")
+                  "run_dir", "log", "log_every", "eval_every", "checkpoint_every", "augment_shift", "plan", "digests")
 PARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in NOT_PARAMETERS)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 @dataclass
