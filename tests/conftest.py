@@ -85,6 +85,20 @@ def product_photo(image: np.ndarray, seed: int) -> np.ndarray:
     return photo
 
 
+def tiny_task(n: int = 200, seed: int = 0) -> dict:
+    """The `X` and `y` of a tiny learnable problem for mechanics tests: three classes of 16 steps x 2
+    features, told apart by the level of the first steps of feature 0."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(0, 1, (n, 16, 2)).astype(np.float32)
+    x[:, :4, 0] += y[:, None]
+    return dict(X=x, y=y)
+
+
+# A tiny model for the tiny problem, as `seqlstm train` flags.
+TINY_MODEL = ("--hidden-size", "8", "--num-layers", "1", "--conv", "0", "--precision", "fp32")
+
+
 @dataclass
 class Ran:
     """What a command did: its exit code and output, as subprocess.CompletedProcess names them."""

@@ -1,12 +1,14 @@
-"""Training end to end on the real MNIST, through the API and through real CLI processes."""
+"""Training through the API and the command line: seeds, the checkpoint, the CLI's messages, and
+end to end on the real MNIST in a real process."""
 
 import re
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, tiny_task
 from seqlstm import TrainConfig, load_checkpoint, train
 
 LOSS_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Step \[(\d+)/600\], Loss: \d+\.\d{4}$")
@@ -19,13 +21,15 @@ def short_run(tmp_path, mnist_dir, **overrides):
     return train(TrainConfig(**{**options, **overrides}), log=lambda line: None)
 
 
-def test_same_seed_same_losses_other_seed_other_losses(tmp_path, mnist_dir):
-    first = short_run(tmp_path, mnist_dir)
-    again = short_run(tmp_path, mnist_dir)
-    other = short_run(tmp_path, mnist_dir, seed=1)
+def test_same_seed_same_losses_other_seed_other_losses(tmp_path):
+    np.savez(tmp_path / "tiny.npz", **tiny_task())
+    config = dict(dataset=str(tmp_path / "tiny.npz"), hidden_size=8, num_layers=1, conv=4, batch_size=10, epochs=2,
+                  log_every=5, val_size=20)
+    first, again, other = (train(TrainConfig(**config, seed=seed), log=lambda line: None, files=False) for seed in (0, 0, 1))
     assert len(first.losses) == 4
     assert first.losses == again.losses
     assert first.evaluation.correct == again.evaluation.correct
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
     assert first.losses != other.losses
 
 
@@ -40,6 +44,9 @@ def test_max_steps_and_the_checkpoint_it_leaves(tmp_path, mnist_dir):
                              "inputs": {"kind": "images", "steps": 28, "image_shape": [28, 28], "view": "rows"}}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_dir):
     trained = run_cli(
         "train", "--data-dir", str(mnist_dir), "--epochs", "1", "--out", "digits.ckpt",
@@ -76,27 +83,28 @@ def test_cli_trains_logs_the_tutorial_lines_and_evaluate_agrees(tmp_path, mnist_
         (["--seed", "-1"], "seed must be an integer from 0 to 2**63 - 1"),
     ],
 )
-def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, args, message):
-    result = run_cli("train", *args, cwd=tmp_path)
+def test_cli_bad_input_is_one_clear_line_and_exit_1(tmp_path, cli, args, message):
+    result = cli("train", *args, cwd=tmp_path)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cli_asked_for_an_absent_gpu_says_so(tmp_path):
-    result = run_cli("train", "--device", "cuda", cwd=tmp_path)
+def test_cli_asked_for_an_absent_gpu_says_so(tmp_path, cli):
+    result = cli("train", "--device", "cuda", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "CUDA is not available" in result.stderr
 
 
-def test_a_bad_out_fails_before_training(tmp_path, mnist_dir):
+def test_a_bad_out_fails_before_training(tmp_path, mnist_dir, cli):
     (tmp_path / "taken").mkdir()
-    result = run_cli("train", "--out", "taken", "--data-dir", str(mnist_dir), cwd=tmp_path)
+    result = cli("train", "--out", "taken", "--data-dir", str(mnist_dir), cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == "seqlstm: error: taken: is a folder; give a file name (for example taken/model.ckpt)\n"
 
 
+@pytest.mark.e2e
 def test_entry_points(tmp_path):
     import subprocess
     import sys
@@ -109,6 +117,7 @@ def test_entry_points(tmp_path):
     assert console.stdout == module.stdout and re.match(r"seqlstm \d+\.\d+\.\d+", module.stdout)
 
 
+@pytest.mark.accuracy
 @pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])
 def test_every_cell_learns_and_its_checkpoint_restores_it(tmp_path, mnist_dir, cell):
     result = short_run(tmp_path, mnist_dir, cell=cell, hidden_size=48, max_steps=100, log_every=50)

@@ -4,6 +4,7 @@ directory and metrics, resuming exactly, the NaN stop, early stopping's weights,
 from __future__ import annotations
 
 import json
+import platform
 import re
 import signal
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_task
 from seqlstm import ConfigError, NonFiniteLossError, Recorder, TrainConfig, TrainingInterrupted, resume, train
 from seqlstm.checkpoint import read_checkpoint
 from seqlstm.config import LOGGER_NAMES
@@ -23,15 +25,6 @@ PER_EPOCH = 14  # 141 training sequences in whole batches of 10
 # The loss is logged every 5 batches of an epoch, as the tutorial counts.
 LOGGED = [s for s in range(1, STEPS + 1) if ((s - 1) % PER_EPOCH + 1) % 5 == 0]
 VALIDATED = [s for s in range(1, STEPS + 1) if s % PER_EPOCH == 0 or s % 25 == 0 or s == STEPS]
-
-
-def tiny_task(n: int = 200, seed: int = 0) -> dict:
-    """Three classes of 16 steps x 2 features, told apart by the level of the first steps."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    x = rng.normal(0, 1, (n, 16, 2)).astype(np.float32)
-    x[:, :4, 0] += y[:, None]
-    return dict(X=x, y=y)
 
 
 @pytest.fixture
@@ -95,7 +88,9 @@ def test_the_run_directory_metrics_and_printed_lines_agree(tiny, tmp_path):
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == ["best.ckpt", "config.json", "last.ckpt", "metrics.jsonl", "plots"]
     assert sorted(p.name for p in (run / "plots").iterdir()) == ["training.png"]
-    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())["config"]) == result.config
+    record = json.loads((run / "config.json").read_text())
+    assert TrainConfig.from_dict(record["config"]) == result.config
+    assert (record["torch"], record["python"], record["device"]) == (torch.__version__, platform.python_version(), "cpu")
 
     records = read_metrics(run)
     expected = sorted([(s, "train") for s in LOGGED] + [(s, "validation") for s in VALIDATED])
