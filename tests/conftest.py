@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,6 +216,20 @@ def trained_checkpoint(mnist_dir, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     config = TrainConfig(epochs=1, data_dir=str(mnist_dir), out=str(folder / "model.ckpt"), run_dir=str(folder / "run"))
     return train(config, log=lambda line: None).checkpoint
+
+
+@pytest.fixture(scope="session")
+def image_checkpoint(tmp_path_factory) -> Path:
+    """A small untrained model of MNIST's images (rows view): for what a command does with a
+    checkpoint, not for what the model predicts."""
+    from seqlstm import LSTMClassifier, TrainConfig, save_checkpoint
+    from seqlstm.data.sources import DATASETS
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(hidden_size=8, num_layers=1, classes=DATASETS["mnist"].classes)
+    path = tmp_path_factory.mktemp("image-model") / "model.ckpt"
+    save_checkpoint(path, model, TrainConfig(hidden_size=8, num_layers=1))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
 from seqlstm import (CheckpointError, DataError, LSTMClassifier, OutputError, RunError, TrainConfig,
                      evaluate_checkpoint, load_checkpoint, predict_files, read_sequences, save_checkpoint, train)
 from seqlstm.checkpoint import digest
@@ -41,7 +40,7 @@ def small_run(tmp_path):
     return tmp_path, tmp_path / "data.npz", tmp_path / "model.ckpt"
 
 
-def one_line_error(done: subprocess.CompletedProcess, *parts: str) -> None:
+def one_line_error(done, *parts: str) -> None:
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
@@ -53,45 +52,45 @@ def one_line_error(done: subprocess.CompletedProcess, *parts: str) -> None:
 # --- 1-4: outputs never replace an input, a device, a pipe ---------------------------------------
 
 
-def test_1_save_preprocessed_never_replaces_the_photo_it_read(tmp_path, trained_checkpoint):
+def test_1_save_preprocessed_never_replaces_the_photo_it_read(tmp_path, image_checkpoint, cli):
     photos = tmp_path / "photos"
     photos.mkdir()
     picture = np.full((60, 40), 255, np.uint8)
     picture[10:50, 18:22] = 0
     Image.fromarray(picture).save(photos / "seven.png")
     before = (photos / "seven.png").read_bytes()
-    done = run_cli("predict", str(trained_checkpoint), str(photos / "seven.png"), "--save-preprocessed", str(photos))
+    done = cli("predict", str(image_checkpoint), str(photos / "seven.png"), "--save-preprocessed", str(photos))
     one_line_error(done, "seven.png: is", "which this command reads")
     assert (photos / "seven.png").read_bytes() == before
 
 
-def test_2_train_never_writes_its_checkpoint_over_its_data(small_run):
+def test_2_train_never_writes_its_checkpoint_over_its_data(small_run, cli):
     folder, data, _ = small_run
     before = data.read_bytes()
-    done = run_cli("train", "--dataset", "data.npz", "--out", "data.npz", "--max-steps", "1", "--hidden-size", "4",
+    done = cli("train", "--dataset", "data.npz", "--out", "data.npz", "--max-steps", "1", "--hidden-size", "4",
                    "--run-dir", "again", cwd=folder)
     one_line_error(done, "data.npz: is", "which this command reads")
     assert data.read_bytes() == before and not (folder / "again").exists()
 
 
-def test_3_explain_and_export_never_write_over_the_checkpoint_they_read(small_run):
+def test_3_explain_and_export_never_write_over_the_checkpoint_they_read(small_run, cli):
     folder, _, checkpoint = small_run
     before = checkpoint.read_bytes()
-    one_line_error(run_cli("explain", "model.ckpt", "--index", "0", "--json", "model.ckpt", cwd=folder), "which this command reads")
-    one_line_error(run_cli("explain", "model.ckpt", "--index", "0", "--out", "model.ckpt", cwd=folder))
-    one_line_error(run_cli("export", "model.ckpt", "--onnx", "model.ckpt", cwd=folder), "which this command reads")
+    one_line_error(cli("explain", "model.ckpt", "--index", "0", "--json", "model.ckpt", cwd=folder), "which this command reads")
+    one_line_error(cli("explain", "model.ckpt", "--index", "0", "--out", "model.ckpt", cwd=folder))
+    one_line_error(cli("export", "model.ckpt", "--onnx", "model.ckpt", cwd=folder), "which this command reads")
     assert checkpoint.read_bytes() == before
 
 
-def test_4_no_output_replaces_a_pipe_and_a_symbolic_link_is_followed(small_run):
+def test_4_no_output_replaces_a_pipe_and_a_symbolic_link_is_followed(small_run, cli):
     folder, _, checkpoint = small_run
     os.mkfifo(folder / "pipe")
-    one_line_error(run_cli("export", "model.ckpt", "--onnx", "pipe", cwd=folder), "pipe: is not a regular file")
+    one_line_error(cli("export", "model.ckpt", "--onnx", "pipe", cwd=folder), "pipe: is not a regular file")
     assert (folder / "pipe").is_fifo()
     # A link to a file elsewhere: the file is written, the link stays a link.
     (folder / "elsewhere").mkdir()
     (folder / "latest.json").symlink_to(folder / "elsewhere" / "gates.json")
-    done = run_cli("explain", "model.ckpt", "--index", "0", "--out", "gates.png", "--json", "latest.json", cwd=folder)
+    done = cli("explain", "model.ckpt", "--index", "0", "--out", "gates.png", "--json", "latest.json", cwd=folder)
     assert done.returncode == 0, done.stderr
     assert (folder / "latest.json").is_symlink() and (folder / "elsewhere" / "gates.json").stat().st_size > 0
 
@@ -112,7 +111,7 @@ def tensor_bytes(path: Path) -> list[tuple[int, int]]:
     return spans
 
 
-def test_5_a_checkpoint_with_a_changed_bit_or_nan_weights_is_refused(small_run):
+def test_5_a_checkpoint_with_a_changed_bit_or_nan_weights_is_refused(small_run, cli):
     folder, _, checkpoint = small_run
     good = checkpoint.read_bytes()
     rng = np.random.default_rng(0)
@@ -132,9 +131,9 @@ def test_5_a_checkpoint_with_a_changed_bit_or_nan_weights_is_refused(small_run):
     torch.save(raw, folder / "nan.ckpt")
     with pytest.raises(CheckpointError, match=r"weights hold NaN or infinite values \(fc\.weight\)"):
         load_checkpoint(folder / "nan.ckpt")
-    one_line_error(run_cli("export", "nan.ckpt", "--onnx", "nan.onnx", cwd=folder), "NaN or infinite")
+    one_line_error(cli("export", "nan.ckpt", "--onnx", "nan.onnx", cwd=folder), "NaN or infinite")
     assert not (folder / "nan.onnx").exists()
-    one_line_error(run_cli("serve", "nan.ckpt", "--port", "0", cwd=folder), "NaN or infinite")
+    one_line_error(cli("serve", "nan.ckpt", "--port", "0", cwd=folder), "NaN or infinite")
 
 
 def test_6_evaluate_refuses_a_data_file_that_changed_since_training(small_run):
@@ -215,6 +214,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.e2e
 def test_9_a_write_the_disk_refuses_keeps_the_previous_checkpoint(tmp_path):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "model.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig(hidden_size=8, num_layers=1))
@@ -249,13 +249,14 @@ def test_9_metrics_on_a_full_disk_are_an_error_that_says_so(tmp_path):
     log.close()
 
 
-def test_9_a_model_too_large_for_the_machine_is_refused_with_the_figures(small_run):
+def test_9_a_model_too_large_for_the_machine_is_refused_with_the_figures(small_run, cli):
     folder, _, _ = small_run
-    done = run_cli("train", "--dataset", "data.npz", "--hidden-size", "1000000", "--run-dir", "huge", cwd=folder)
+    done = cli("train", "--dataset", "data.npz", "--hidden-size", "1000000", "--run-dir", "huge", cwd=folder)
     one_line_error(done, "training a 2 x 1000000 lstm model", "GiB", "more than the", "--hidden-size")
     assert not (folder / "huge").exists()
 
 
+@pytest.mark.e2e
 def test_9_ctrl_c_while_starting_and_a_closed_pipe_are_no_tracebacks(small_run):
     folder, _, checkpoint = small_run
     for delay in (0.3, 0.8, 1.5):
@@ -297,33 +298,33 @@ def test_13_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, m
     assert second.name == first.name + "-2"
 
 
-def test_13_a_run_killed_before_its_first_checkpoint_starts_over_and_leftovers_go(small_run):
+def test_13_a_run_killed_before_its_first_checkpoint_starts_over_and_leftovers_go(small_run, cli):
     folder, _, _ = small_run
     killed = folder / "killed"
     killed.mkdir()
     (killed / "config.json").write_text('{"seqlstm": "0.1.0", "config": {}}')
     (killed / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0, "lr": 0.1}\n')
     (killed / ".last.ckpt.999999.0badc0de.tmp").write_bytes(b"half a checkpoint")
-    done = run_cli("train", "--dataset", "data.npz", "--hidden-size", "4", "--conv", "2", "--max-steps", "2",
+    done = cli("train", "--dataset", "data.npz", "--hidden-size", "4", "--conv", "2", "--max-steps", "2",
                    "--run-dir", "killed", "--out", "again.ckpt", cwd=folder)
     assert done.returncode == 0, done.stderr
     assert (killed / "last.ckpt").is_file() and not list(killed.glob(".*.tmp"))
     assert '"loss": 1.0,' not in (killed / "metrics.jsonl").read_text()
 
 
-def test_13_a_folder_of_the_users_own_files_is_not_taken_for_a_killed_run(small_run):
+def test_13_a_folder_of_the_users_own_files_is_not_taken_for_a_killed_run(small_run, cli):
     folder, _, _ = small_run
     (folder / "project").mkdir()
     (folder / "project" / "config.json").write_text('{"my": "settings"}')
-    done = run_cli("train", "--dataset", "data.npz", "--max-steps", "1", "--run-dir", "project", cwd=folder)
+    done = cli("train", "--dataset", "data.npz", "--max-steps", "1", "--run-dir", "project", cwd=folder)
     one_line_error(done, "project: holds config.json that no seqlstm run wrote")
     assert (folder / "project" / "config.json").read_text() == '{"my": "settings"}'
 
 
-def test_6_a_resumed_run_refuses_a_data_file_that_changed(small_run):
+def test_6_a_resumed_run_refuses_a_data_file_that_changed(small_run, cli):
     folder, data, _ = small_run
     np.savez(data, **sequences(seed=3))
-    done = run_cli("train", "--resume", "run/last.ckpt", cwd=folder)
+    done = cli("train", "--resume", "run/last.ckpt", cwd=folder)
     one_line_error(done, "data.npz: the file changed since the model was trained on it")
 
 
@@ -331,9 +332,9 @@ def test_6_a_resumed_run_refuses_a_data_file_that_changed(small_run):
 
 
 @pytest.fixture(scope="module")
-def strict_server(trained_checkpoint):
+def strict_server(image_checkpoint):
     """`seqlstm serve --request-timeout 2` in a real process; yields (host, port)."""
-    process = subprocess.Popen([sys.executable, "-m", "seqlstm", "serve", str(trained_checkpoint), "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "seqlstm", "serve", str(image_checkpoint), "--port", "0",
                                 "--request-timeout", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
@@ -352,6 +353,7 @@ def closed_by_server(sock, within: float) -> bool:
         return False
 
 
+@pytest.mark.e2e
 def test_11_trickling_clients_do_not_hold_the_server(strict_server):
     import socket
     import urllib.request
@@ -372,6 +374,7 @@ def test_11_trickling_clients_do_not_hold_the_server(strict_server):
         sock.close()
 
 
+@pytest.mark.e2e
 def test_11_the_second_request_on_a_connection_has_a_deadline_too(strict_server):
     import http.client
 
@@ -395,10 +398,11 @@ def test_11_the_second_request_on_a_connection_has_a_deadline_too(strict_server)
     connection.close()
 
 
-def test_11_a_request_timeout_that_is_no_time_is_refused(trained_checkpoint):
-    one_line_error(run_cli("serve", str(trained_checkpoint), "--request-timeout", "0"), "--request-timeout must be a positive")
+def test_11_a_request_timeout_that_is_no_time_is_refused(image_checkpoint, cli):
+    one_line_error(cli("serve", str(image_checkpoint), "--request-timeout", "0"), "--request-timeout must be a positive")
 
 
+@pytest.mark.e2e
 def test_11_a_client_that_sends_all_before_reading_gets_its_413_and_head_is_answered(strict_server):
     import urllib.error
     import urllib.request
@@ -416,6 +420,7 @@ def test_11_a_client_that_sends_all_before_reading_gets_its_413_and_head_is_answ
 # --- 12: downloads --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_12_a_trickling_mirror_is_left_for_the_next_and_a_gzip_bomb_is_refused(tmp_path, mnist_dir, file_server, monkeypatch):
     import gzip
 
