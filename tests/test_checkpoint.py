@@ -98,7 +98,7 @@ class Payload:
 
 
 @pytest.mark.parametrize("writer", ["torch.save", "torch.save legacy", "plain pickle"])
-def test_malicious_checkpoint_does_not_execute(tmp_path, writer):
+def test_malicious_checkpoint_does_not_execute(tmp_path, writer, cli):
     target = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
     payload = {"format": "seqlstm-checkpoint", "format_version": 1, "config": Payload(str(target))}
@@ -114,12 +114,13 @@ def test_malicious_checkpoint_does_not_execute(tmp_path, writer):
     with pytest.raises(CheckpointError, match="refused to load.*never executes code"):
         load_checkpoint(path)
     assert not target.exists()
-    result = run_cli("evaluate", str(path))
+    result = cli("evaluate", str(path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"seqlstm: error: {path}: ")
     assert not target.exists()
 
 
+@pytest.mark.e2e
 def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"\x80\x04garbage")
     result = run_cli("evaluate", str(tmp_path / "bad.ckpt"))
@@ -155,7 +156,7 @@ def test_unknown_cell_in_a_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
-def test_format_version_1_checkpoints_still_load(tmp_path):
+def test_format_version_1_checkpoints_still_load(tmp_path, cli):
     """Version 1 had no run settings in the config and no training state."""
     model = small_model()
     path = save_checkpoint(tmp_path / "v1.ckpt", model, TrainConfig(hidden_size=16))
@@ -168,7 +169,7 @@ def test_format_version_1_checkpoints_still_load(tmp_path):
     assert config == TrainConfig(hidden_size=16)
     x = torch.rand(2, 28, 28)
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
-    result = run_cli("train", "--resume", str(path))
+    result = cli("train", "--resume", str(path))
     assert result.returncode == 1
     assert result.stderr == f"seqlstm: error: {path}: this checkpoint holds a model but no training state, so it cannot be resumed; resume from the last.ckpt in the run directory\n"
 

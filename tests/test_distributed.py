@@ -45,6 +45,8 @@ def torchrun(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.
     )
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_two_processes_train_and_evaluate_as_one(tmp_path, mnist_dir, single):
     two = torchrun(tmp_path, "train", "--data-dir", str(mnist_dir), "--run-dir", "two", "--out", "two.ckpt", *ARGS)
     assert two.returncode == 0, two.stderr
@@ -81,6 +83,8 @@ def test_two_processes_train_and_evaluate_as_one(tmp_path, mnist_dir, single):
     assert torch.allclose(torch.tensor(losses(tmp_path / "two")), torch.tensor(losses(folder / "one")), atol=1e-5)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_failure_on_one_rank_ends_every_rank_and_the_run_resumes_exactly(tmp_path, mnist_dir, single):
     start = time.monotonic()
     failed = torchrun(tmp_path, "train", "--data-dir", str(mnist_dir), "--run-dir", "run", "--out", "two.ckpt", *ARGS,
@@ -101,6 +105,7 @@ def test_a_failure_on_one_rank_ends_every_rank_and_the_run_resumes_exactly(tmp_p
         assert (weights - reference[name]).abs().max() <= 1e-5, name
 
 
+@pytest.mark.e2e
 def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, mnist_dir):
     result = torchrun(tmp_path, "train", "--data-dir", str(mnist_dir), "--batch-size", "99", "--run-dir", "run", *ARGS)
     assert result.returncode != 0

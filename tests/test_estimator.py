@@ -46,6 +46,8 @@ def ucr(ucr_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     return raw.values, raw.labels
 
 
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_cross_validation_grid_search_and_pipeline_on_a_real_problem(ucr_dir):
     X, y = ucr(ucr_dir, "TRAIN")
     X_test, y_test = ucr(ucr_dir, "TEST")
@@ -97,6 +99,7 @@ def test_lists_of_unequal_length_equal_their_padded_array_with_lengths():
     assert from_list.n_features_in_ == 2 and list(from_list.classes_) == ["down", "up"]
 
 
+@pytest.mark.e2e
 def test_save_load_and_pickle_predict_identically_and_the_cli_reads_the_file(tmp_path, ucr_dir):
     X, y = ucr(ucr_dir, "TRAIN")
     X_test, y_test = ucr(ucr_dir, "TEST")

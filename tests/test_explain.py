@@ -65,22 +65,26 @@ def test_index_out_of_range(tmp_path, mnist_dir, index):
     assert not (tmp_path / "g.png").exists()
 
 
-def test_cli_explain_and_its_errors(tmp_path, mnist_dir):
+@pytest.mark.e2e
+def test_cli_explain_in_a_real_process(tmp_path, mnist_dir):
     checkpoint(tmp_path, "seed")
     done = run_cli("explain", "seed.ckpt", "--index", "0", "--data-dir", str(mnist_dir), "--json", "g.json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("test sample 0: label 7, predicted ")
+    assert done.stdout.startswith("test sample 0: label 7, predicted ") and done.stdout.endswith("; wrote gates.png, g.json\n")
     assert (tmp_path / "gates.png").read_bytes().startswith(PNG_SIGNATURE)
     assert json.loads((tmp_path / "g.json").read_text())["label"] == 7
 
+
+def test_cli_explain_errors(tmp_path, mnist_dir, cli):
+    checkpoint(tmp_path, "seed")
     for args, message in [
         (["--index", "60000", "--split", "train"], "index 60000 is out of range: the train split has 60000 samples"),
         (["--index", "0", "--data-dir", "no/such/dir"], "no such directory"),
     ]:
-        failed = run_cli("explain", "seed.ckpt", *args, "--out", "bad.png", *([] if "--data-dir" in args else ["--data-dir", str(mnist_dir)]), cwd=tmp_path)
+        failed = cli("explain", "seed.ckpt", *args, "--out", "bad.png", *([] if "--data-dir" in args else ["--data-dir", str(mnist_dir)]), cwd=tmp_path)
         assert failed.returncode == 1 and message in failed.stderr and "Traceback" not in failed.stderr
         assert not (tmp_path / "bad.png").exists()
-    missing = run_cli("explain", "nothing.ckpt", "--index", "0", cwd=tmp_path)
+    missing = cli("explain", "nothing.ckpt", "--index", "0", cwd=tmp_path)
     assert missing.returncode == 1 and "no such checkpoint file" in missing.stderr
 
     (tmp_path / "taken").mkdir()
@@ -88,7 +92,7 @@ def test_cli_explain_and_its_errors(tmp_path, mnist_dir):
         (["--out", "g.jpg"], "g.jpg: the figure is written as PNG; give a file name ending in .png"),
         (["--out", "g2.png", "--json", "taken"], "taken: is a folder; give a file name"),
     ]:
-        failed = run_cli("explain", "seed.ckpt", "--index", "0", *args, "--data-dir", str(mnist_dir), cwd=tmp_path)
+        failed = cli("explain", "seed.ckpt", "--index", "0", *args, "--data-dir", str(mnist_dir), cwd=tmp_path)
         assert failed.returncode == 1 and message in failed.stderr and "Traceback" not in failed.stderr
         assert not (tmp_path / "g.jpg").exists() and not (tmp_path / "g2.png").exists()
 

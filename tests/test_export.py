@@ -26,6 +26,7 @@ def session(path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
 def test_onnx_equals_pytorch_for_each_model_variant(tmp_path, variant):
     model_args, config_fields = MODEL_VARIANTS[variant]
@@ -45,6 +46,8 @@ def test_onnx_equals_pytorch_for_each_model_variant(tmp_path, variant):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "m.onnx"]  # no temporary left
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpoint, mnist_dir, tmp_path):
     done = run_cli("export", str(trained_checkpoint), "--onnx", "digits.onnx", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -66,6 +69,7 @@ def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpo
         assert np.abs(logits - model(torch.from_numpy(batch)).numpy()).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_export_refuses_a_file_that_disagrees_and_leaves_nothing(tmp_path, monkeypatch):
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
     (tmp_path / "old.onnx").write_bytes(b"previous export")
@@ -102,6 +106,7 @@ SEQUENCE_SHAPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SEQUENCE_SHAPES))
 def test_onnx_equals_pytorch_for_each_sequence_shape(tmp_path, shape):
     model_args = SEQUENCE_SHAPES[shape]

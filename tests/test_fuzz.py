@@ -15,7 +15,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
 from seqlstm import CheckpointError, LSTMClassifier, SeqlstmError, TrainConfig, load_checkpoint, read_sequences, save_checkpoint
 from seqlstm.data.idx import encode_idx, parse_idx, read_bytes
 
@@ -135,7 +134,7 @@ def test_mutated_checkpoints_never_load_damaged():
 
 
 @pytest.mark.parametrize("kind", ["npz", "ts", "csv"])
-def test_the_command_line_gives_one_line_and_exit_code_1(tmp_path, kind):
+def test_the_command_line_gives_one_line_and_exit_code_1(tmp_path, kind, cli):
     """A few of the cases through the CLI itself: the error is one line, never a traceback."""
     rng = np.random.default_rng(1)
     base = bytearray(BASES[kind])
@@ -150,7 +149,7 @@ def test_the_command_line_gives_one_line_and_exit_code_1(tmp_path, kind):
             continue  # this mutation happens to leave a readable file
         except SeqlstmError:
             pass
-        done = run_cli("train", "--dataset", f"bad.{kind}", "--max-steps", "1", cwd=tmp_path)
+        done = cli("train", "--dataset", f"bad.{kind}", "--max-steps", "1", cwd=tmp_path)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("seqlstm: error: "), done.stderr
         refused += 1

@@ -47,6 +47,7 @@ def noisy_task(n: int, seed: int) -> dict:
     return dict(X=x, y=np.where(flipped, 1 - y, y))
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_weights_of_the_best_validation(tmp_path):
     np.savez(tmp_path / "noisy.npz", **noisy_task(240, 0))
     config = TrainConfig(dataset=str(tmp_path / "noisy.npz"), val_size=60, patience=15, epochs=150, batch_size=16,
@@ -69,6 +70,7 @@ def test_early_stopping_keeps_the_weights_of_the_best_validation(tmp_path):
     assert not all(torch.equal(saved[k], last[k]) for k in saved)
 
 
+@pytest.mark.slow
 def test_an_early_stopped_run_interrupted_and_resumed_ends_as_the_unbroken_one(tmp_path):
     np.savez(tmp_path / "noisy.npz", **noisy_task(240, 0))
     settings = dict(dataset=str(tmp_path / "noisy.npz"), val_size=60, patience=15, epochs=150, batch_size=16, hidden_size=64,
@@ -89,10 +91,10 @@ def test_an_early_stopped_run_interrupted_and_resumed_ends_as_the_unbroken_one(t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_plan_is_stated_kept_in_the_checkpoint_and_each_flag_overrides_it(tmp_path):
+def test_the_plan_is_stated_kept_in_the_checkpoint_and_each_flag_overrides_it(tmp_path, cli):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 30, 2)).astype(np.float32), y=np.arange(40) % 2)
-    done = run_cli("train", "--dataset", "d.npz", "--hidden-size", "8", "--num-layers", "1", "--conv", "0",
+    done = cli("train", "--dataset", "d.npz", "--hidden-size", "8", "--num-layers", "1", "--conv", "0",
                    "--epochs", "3", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     line = ("plan: 32 training sequences, all of them trained on (under 500: too few to validate on); batch 8, "
@@ -117,6 +119,9 @@ def long_task(n: int, seed: int, steps: int = 1000) -> dict:
     return dict(X=x, y=y)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_a_long_series_whose_class_is_set_early_is_learned_with_no_flags(tmp_path):
     np.savez(tmp_path / "train.npz", **long_task(150, 0))
     np.savez(tmp_path / "test.npz", **long_task(150, 1))
@@ -129,10 +134,10 @@ def test_a_long_series_whose_class_is_set_early_is_learned_with_no_flags(tmp_pat
     assert accuracy >= 90
 
 
-def test_patience_without_a_validation_share_is_refused_before_training(tmp_path):
+def test_patience_without_a_validation_share_is_refused_before_training(tmp_path, cli):
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 30, 2)).astype(np.float32), y=np.arange(40) % 2)
-    done = run_cli("train", "--dataset", "d.npz", "--patience", "5", cwd=tmp_path)
+    done = cli("train", "--dataset", "d.npz", "--patience", "5", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "seqlstm: error: --patience 5 stops on validation, but no training sequences are held out to validate on; "

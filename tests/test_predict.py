@@ -31,6 +31,8 @@ def test_digits(mnist_dir):
     return load_dataset("mnist", "test", mnist_dir)
 
 
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_photos_of_digits_get_the_predictions_of_the_originals(trained_checkpoint, test_digits, tmp_path):
     model, _ = load_checkpoint(trained_checkpoint)
     rng = np.random.default_rng(0)
@@ -47,6 +49,7 @@ def test_photos_of_digits_get_the_predictions_of_the_originals(trained_checkpoin
     assert agreement >= 0.97
 
 
+@pytest.mark.slow
 def test_predict_api_returns_sorted_top_k_with_names(trained_checkpoint, test_digits):
     model, _ = load_checkpoint(trained_checkpoint)
     images, labels = test_digits.images[:50], test_digits.labels[:50]
@@ -71,13 +74,15 @@ def test_predict_api_returns_sorted_top_k_with_names(trained_checkpoint, test_di
         (np.zeros((2, 28, 28), np.uint8), 0, "top_k must be a positive integer"),
     ],
 )
-def test_predict_api_rejects_bad_arguments(trained_checkpoint, images, top_k, message):
-    model, _ = load_checkpoint(trained_checkpoint)
+def test_predict_api_rejects_bad_arguments(image_checkpoint, images, top_k, message):
+    model, _ = load_checkpoint(image_checkpoint)
     with pytest.raises(ConfigError) as raised:
         predict(model, images, top_k=top_k)
     assert message in str(raised.value)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_json_reports_each_file_and_fails_when_one_did(trained_checkpoint, test_digits, tmp_path):
     model, _ = load_checkpoint(trained_checkpoint)
     rng = np.random.default_rng(1)
@@ -109,8 +114,8 @@ def test_cli_json_reports_each_file_and_fails_when_one_did(trained_checkpoint, t
     assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / "digit1.png")), prepare_file(good[1]))
 
 
-def test_cli_table_for_mnist_like_files_without_preprocessing(trained_checkpoint, test_digits, tmp_path):
-    model, _ = load_checkpoint(trained_checkpoint)
+def test_cli_table_for_mnist_like_files_without_preprocessing(image_checkpoint, test_digits, tmp_path, cli):
+    model, _ = load_checkpoint(image_checkpoint)
     files = []
     for index in range(4):
         path = tmp_path / f"mnist{index}.png"
@@ -119,7 +124,7 @@ def test_cli_table_for_mnist_like_files_without_preprocessing(trained_checkpoint
     np.save(tmp_path / "mnist4.npy", test_digits.images[4].numpy())
     files.append(str(tmp_path / "mnist4.npy"))
 
-    done = run_cli("predict", str(trained_checkpoint), *files, "--no-preprocess", "--device", "cpu")
+    done = cli("predict", str(image_checkpoint), *files, "--no-preprocess", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 5 * 4  # per file: its name, then 3 guesses

@@ -80,6 +80,7 @@ class Tutorial(nn.Module):
         return self.fc(out[:, -1, :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label_smoothing, weight_decay", [(None, None), (0.2, 0.05)])
 def test_tutorial_recipe_is_the_tutorial_loop_exactly(tmp_path, mnist_dir, label_smoothing, weight_decay):
     """And --label-smoothing and --weight-decay change only the loss and the optimizer, to PyTorch's
@@ -129,6 +130,8 @@ def test_precision_sets_the_compute_dtype_and_master_weights_stay_float32(tmp_pa
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_benchmark_quick_mode_runs_every_path(tmp_path, mnist_dir):
     out = tmp_path / "bench.json"
     done = subprocess.run(

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
 from seqlstm import (Arrays, DataError, ImageSet, LSTMClassifier, SequenceFile, TrainConfig, evaluate_checkpoint,
                      explain, load_checkpoint, predict_files, save_checkpoint, source_for, train)
 from seqlstm.checkpoint import FORMAT_VERSION
@@ -81,7 +80,7 @@ def v3_layout(path, encoding: dict) -> None:
     torch.save(raw, path)
 
 
-def test_format_3_checkpoints_load_through_the_upgrade_and_answer_as_before(tmp_path):
+def test_format_3_checkpoints_load_through_the_upgrade_and_answer_as_before(tmp_path, cli):
     torch.manual_seed(0)
     model = LSTMClassifier(1, hidden_size=8, num_layers=1, num_classes=3, classes=("a", "b", "c"),
                            inputs=dict(kind="images", image_shape=(28, 28), view="permuted", perm_seed=4))
@@ -115,5 +114,5 @@ def test_format_3_checkpoints_load_through_the_upgrade_and_answer_as_before(tmp_
     save_checkpoint(tmp_path / "again.ckpt", loaded, TrainConfig(dataset="s.npz", hidden_size=8, num_layers=1, conv=4))
     assert torch.load(tmp_path / "again.ckpt", weights_only=True)["format_version"] == FORMAT_VERSION
     np.savez(tmp_path / "new.npz", X=x.numpy(), y=np.array(["x", "y", "y"]), lengths=lengths.numpy())
-    done = run_cli("evaluate", str(tmp_path / "again.ckpt"), "--dataset", str(tmp_path / "new.npz"), "--device", "cpu")
+    done = cli("evaluate", str(tmp_path / "again.ckpt"), "--dataset", str(tmp_path / "new.npz"), "--device", "cpu")
     assert done.returncode == 0 and "on the 3 test sequences" in done.stdout, done.stderr

@@ -58,6 +58,7 @@ def test_views_read_the_same_pixels_in_their_own_order():
     torch.testing.assert_close(view("rows")(images.float() / 255), rows, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["pixels", "permuted"])
 def test_a_view_trains_and_every_later_command_reads_by_it(tmp_path, mnist_dir, view):
     config = TrainConfig(data_dir=str(mnist_dir), view=view, perm_seed=3, hidden_size=8, num_layers=1, max_steps=3,
@@ -97,6 +98,7 @@ def test_the_fast_recipe_changes_fashion_the_pixel_views_and_files_as_measured()
         "none", 0.01, 0.0, 0.0, "default")
 
 
+@pytest.mark.slow
 def test_onnx_export_applies_the_view_and_reads_lengths(tmp_path, mnist_dir):
     import onnxruntime
 
@@ -151,6 +153,8 @@ def memory_task(n: int, seed: int, features: int = 2, longest: int = 24) -> dict
     return dict(X=x, y=np.array(["low-low", "high-low", "low-high", "high-high"])[y], lengths=lengths)
 
 
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_a_model_carries_memory_from_the_first_step(tmp_path):
     np.savez(tmp_path / "train.npz", **memory_task(1200, 0))
     np.savez(tmp_path / "test.npz", **memory_task(400, 1))
@@ -219,6 +223,9 @@ def ts_cases(n: int, seed: int) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.accuracy
 def test_a_ts_file_trains_evaluates_explains_and_predicts_from_the_checkpoint(tmp_path):
     (tmp_path / "g_TRAIN.ts").write_text(TS_TRAIN.format(cases=ts_cases(200, 0)))
     (tmp_path / "g_TEST.ts").write_text(TS_TRAIN.format(cases=ts_cases(60, 1)))
@@ -251,7 +258,8 @@ def test_a_ts_file_trains_evaluates_explains_and_predicts_from_the_checkpoint(tm
     assert hits == report["correct"]
 
 
-def test_a_csv_file_with_a_held_out_share(tmp_path):
+@pytest.mark.accuracy
+def test_a_csv_file_with_a_held_out_share(tmp_path, cli):
     rng = np.random.default_rng(0)
     rows = ["t0,t1,t2,t3,t4,t5,kind"]
     for i in range(150):
@@ -259,7 +267,7 @@ def test_a_csv_file_with_a_held_out_share(tmp_path):
         values = {"flat": np.zeros(6), "ramp": np.linspace(0, 2, 6), "spike": np.eye(6)[2] * 3}[kind] + rng.normal(0, 0.2, 6)
         rows.append(",".join(f"{v:.3f}" for v in values) + f",{kind}")
     (tmp_path / "shapes.csv").write_text("\n".join(rows) + "\n")
-    trained = run_cli("train", "--dataset", "shapes.csv", "--label-column", "kind", "--test-size", "0.2", "--epochs", "8",
+    trained = cli("train", "--dataset", "shapes.csv", "--label-column", "kind", "--test-size", "0.2", "--epochs", "8",
                       "--batch-size", "20", "--hidden-size", "16", "--run-dir", "run", "--out", "s.ckpt", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "on the 30 test sequences" in trained.stdout
@@ -318,7 +326,9 @@ def test_evaluate_on_another_labelled_file(tmp_path):
     assert "this model reads sequences; give a .npz, .ts, .csv file" in results[1].error
 
 
-def test_fashion_mnist_from_the_system_package_learns_and_predicts_product_photos(tmp_path, fashion_dir):
+@pytest.mark.slow
+@pytest.mark.accuracy
+def test_fashion_mnist_from_the_system_package_learns_and_predicts_product_photos(tmp_path, fashion_dir, cli):
     """The default run: 2 epochs of the fast recipe's Fashion-MNIST settings; then predict on photos."""
     result = train(TrainConfig(dataset="fashion-mnist", out=str(tmp_path / "f.ckpt"), run_dir=str(tmp_path / "run")),
                    log=lambda line: None)
@@ -326,7 +336,7 @@ def test_fashion_mnist_from_the_system_package_learns_and_predicts_product_photo
     # 88.41 %); the floor leaves room for other CPUs, whose kernels, thread counts or lack of bf16
     # change the last bits of every step (1 thread instead of 2 moved single runs by up to 0.5).
     assert result.evaluation.accuracy >= 87.5, result.evaluation.summary()
-    evaluated = run_cli("evaluate", str(tmp_path / "f.ckpt"))
+    evaluated = cli("evaluate", str(tmp_path / "f.ckpt"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "Ankle boot" in evaluated.stdout and "T-shirt/top" in evaluated.stdout
 

@@ -23,7 +23,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from conftest import run_cli
 from seqlstm import LSTMClassifier, ServeError, TrainConfig, load_checkpoint, load_dataset, predict, save_checkpoint, serve
 from seqlstm.data.digits import mnist_style
 from seqlstm.model.cells import GATES, TRACED
@@ -52,7 +51,15 @@ def digits(mnist_dir):
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint):
+    """The app of a trained model, in this process."""
     with TestClient(create_app(trained_checkpoint)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def plain_client(image_checkpoint):
+    """The app of a small untrained model: for what the app does, whatever the model predicts."""
+    with TestClient(create_app(image_checkpoint)) as test_client:
         yield test_client
 
 
@@ -61,6 +68,7 @@ def post(client, body: bytes, content_type: str | None, query: str = ""):
     return client.post(f"/api/predict{query}", content=body, headers=headers)
 
 
+@pytest.mark.slow
 def test_a_png_drawing_is_read_exactly_as_seqlstm_predict_reads_the_file(client, trained_checkpoint, digits, tmp_path):
     model, _ = load_checkpoint(trained_checkpoint)
     correct = 0
@@ -90,6 +98,7 @@ def test_a_png_drawing_is_read_exactly_as_seqlstm_predict_reads_the_file(client,
     assert correct >= 9
 
 
+@pytest.mark.slow
 def test_a_json_array_is_prepared_like_a_file_or_taken_as_it_is(client, trained_checkpoint, digits):
     model, _ = load_checkpoint(trained_checkpoint)
     digit = digits.images[7].numpy()
@@ -107,6 +116,7 @@ def test_a_json_array_is_prepared_like_a_file_or_taken_as_it_is(client, trained_
     assert prepared.json()["image"] == mnist_style(255 - digit).tolist()
 
 
+@pytest.mark.slow
 def test_the_model_is_described(client, trained_checkpoint):
     info = client.get("/api/model").json()
     assert info["checkpoint"] == trained_checkpoint.name
@@ -118,7 +128,8 @@ def test_the_model_is_described(client, trained_checkpoint):
     assert info["max_body_bytes"] == MAX_BODY_BYTES
 
 
-def test_the_page_works_offline_and_the_schema_documents_the_api(client):
+def test_the_page_works_offline_and_the_schema_documents_the_api(plain_client):
+    client = plain_client
     page = client.get("/")
     assert page.status_code == 200 and '<canvas id="pad"' in page.text
     assets = re.findall(r'(?:href|src)="(static/[^"]+)"', page.text)
@@ -170,7 +181,8 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
-def test_each_bad_request_gets_its_status_and_says_what_is_wrong(client, digits, case):
+def test_each_bad_request_gets_its_status_and_says_what_is_wrong(plain_client, digits, case):
+    client = plain_client
     body, content_type, query, status, message = BAD_REQUESTS[case]
     if body is None:
         body = drawing(digits.images[0].numpy())[:300]
@@ -186,7 +198,8 @@ def chunked_oversize():
         yield bytes(65536)
 
 
-def test_bodies_over_the_cap_get_413_with_or_without_a_declared_length(client, digits):
+def test_bodies_over_the_cap_get_413_with_or_without_a_declared_length(plain_client, digits):
+    client = plain_client
     png = drawing(digits.images[0].numpy())
     # Pillow ignores bytes after a PNG's end: a body exactly at the cap is still read.
     at_cap = png + bytes(MAX_BODY_BYTES - len(png))
@@ -219,24 +232,24 @@ def test_every_cell_is_served_with_its_own_gates(cell, digits, tmp_path):
     assert response.json()["probabilities"] == pytest.approx(expected, abs=1e-5)
 
 
-def test_serve_without_its_packages_says_how_to_install_them(trained_checkpoint, monkeypatch):
+def test_serve_without_its_packages_says_how_to_install_them(image_checkpoint, monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # importing it now fails as if it were not installed
     with pytest.raises(ServeError, match=r'uvicorn is missing; install them with: pip install "seqlstm\[serve\]"'):
-        serve(trained_checkpoint, port=0)
+        serve(image_checkpoint, port=0)
 
 
-def test_cli_serve_refuses_a_busy_port_and_a_missing_checkpoint(trained_checkpoint, tmp_path):
+def test_cli_serve_refuses_a_busy_port_and_a_missing_checkpoint(image_checkpoint, tmp_path, cli):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = run_cli("serve", str(trained_checkpoint), "--port", str(port))
+        done = cli("serve", str(image_checkpoint), "--port", str(port))
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [
         f"seqlstm: error: cannot listen on 127.0.0.1:{port} (Address already in use); choose another --port "
         "(0 takes any free one) or stop the program that uses it"
     ]
-    missing = run_cli("serve", str(tmp_path / "nope.ckpt"), "--port", "0")
+    missing = cli("serve", str(tmp_path / "nope.ckpt"), "--port", "0")
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"seqlstm: error: {tmp_path / 'nope.ckpt'}: no such checkpoint file"
 
@@ -261,6 +274,8 @@ def server(trained_checkpoint):
     assert process.stderr.read().strip() == "seqlstm: interrupted"
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_load_on_127_0_0_1_zero_errors_and_no_answer_mixed_up(server, client, digits):
     bodies = [drawing(digits.images[i].numpy()) for i in range(LOAD_CONCURRENCY)]
     expected = [post(client, body, "image/png").json() for body in bodies]
@@ -288,6 +303,8 @@ def test_load_on_127_0_0_1_zero_errors_and_no_answer_mixed_up(server, client, di
         assert reading["probabilities"] == pytest.approx(expected[which]["probabilities"], abs=1e-5)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_the_real_server_caps_a_chunked_body(server):
     response = httpx2.post(f"{server}api/predict", content=chunked_oversize(), headers={"Content-Type": "image/png"}, timeout=60)
     assert response.status_code == 413
@@ -329,6 +346,8 @@ def touch(page, cdp, points: list[tuple[float, float]], before_lifting=None) -> 
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, tmp_path):
     executable = chromium_path()
     errors = []
