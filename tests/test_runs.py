@@ -148,6 +148,17 @@ def test_sigterm_saves_last_ckpt_and_exits_143(folder):
     assert max(r["step"] for r in read_metrics(folder / "C")) <= step
 
 
+@pytest.mark.e2e
+def test_plot_in_a_real_process(uninterrupted, tmp_path):
+    folder, _ = uninterrupted
+    drawn = subprocess.run([sys.executable, "-m", "seqlstm", "plot", "A"], cwd=folder, capture_output=True, text=True)
+    assert (drawn.returncode, drawn.stdout, drawn.stderr) == (0, "wrote A/plots/training.png\n", "")
+    missing = subprocess.run([sys.executable, "-m", "seqlstm", "plot", "nowhere"], cwd=tmp_path, capture_output=True,
+                             text=True)
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == "seqlstm: error: nowhere: no metrics.jsonl here; give a run directory written by `seqlstm train`\n"
+
+
 @pytest.fixture
 def tiny_run(tmp_path) -> Path:
     """A finished tiny run in tmp_path/A (model tmp_path/a.ckpt), trained in this process."""

@@ -3,7 +3,7 @@
 A checkpoint is a dict: `format`, `format_version`, `seqlstm_version`, `config` (TrainConfig as
 plain types), `model_args` (the classifier's constructor arguments), `state_dict` (CPU tensors)
 and `metrics`. A run's `last.ckpt` also holds `training`: everything needed to continue the run
-exactly (see resume.py); one saved by SequenceClassifier holds `estimator` (its parameters and label
+exactly (see training/state.py); one saved by SequenceClassifier holds `estimator` (its parameters and label
 values). `digest` is a SHA-256 of everything else, taken when it was written: a flipped bit, a
 partial copy or an edit is refused on load, as are weights that are not finite.
 `torch.load(weights_only=True)` reads it; nothing in it can run code.
