@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import seqlstm
 from seqlstm.device import resolve_device, resolve_precision
-from seqlstm.evaluate import logits_of
-from seqlstm.evaluate import summarise as evaluation_of
+from seqlstm.evaluation import logits_of
+from seqlstm.evaluation import summarise as evaluation_of
 
 TARGET_ACCURACY = 98.0
 

@@ -8,7 +8,7 @@ from conftest import product_photo
 from seqlstm.data import load_dataset
 from seqlstm.data.articles import fashion_style
 from seqlstm.errors import InputError
-from seqlstm.predict import prepare_file
+from seqlstm.prediction import prepare_file
 
 
 def trousers(background: int = 245, cloth: int = 60, stripe: int = 120) -> np.ndarray:

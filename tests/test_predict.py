@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import run_cli
 from seqlstm import ConfigError, load_checkpoint, load_dataset, predict
-from seqlstm.predict import prepare_file
+from seqlstm.prediction import prepare_file
 
 PHOTOS = 1000
 

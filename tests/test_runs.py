@@ -22,7 +22,7 @@ from PIL import Image
 
 from conftest import TINY_MODEL, tiny_task
 from seqlstm import TrainConfig, evaluate_checkpoint, per_class_metrics, read_metrics, train
-from seqlstm.evaluate import summarise
+from seqlstm.evaluation import summarise
 
 WORKER = Path(__file__).with_name("worker.py")
 STEPS = 60

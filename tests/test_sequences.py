@@ -15,7 +15,7 @@ from seqlstm.checkpoint import save_checkpoint
 from seqlstm.data import load_dataset
 from seqlstm.data.batches import stratified_test_rows
 from seqlstm.model.inputs import InputTransform, pixel_order
-from seqlstm.predict import predict, predict_files
+from seqlstm.prediction import predict, predict_files
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "seed"])

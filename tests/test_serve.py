@@ -26,7 +26,7 @@ from playwright.sync_api import sync_playwright
 from seqlstm import LSTMClassifier, ServeError, TrainConfig, load_checkpoint, load_dataset, predict, save_checkpoint, serve
 from seqlstm.data.digits import mnist_style
 from seqlstm.model.cells import GATES, TRACED
-from seqlstm.predict import prepare_file
+from seqlstm.prediction import prepare_file
 from seqlstm.web.app import MAX_BODY_BYTES, MAX_PIXELS, create_app
 
 LOAD_REQUESTS = 200

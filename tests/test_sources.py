@@ -11,7 +11,7 @@ import pytest
 from conftest import Route
 from seqlstm import DataError, DownloadError, load_dataset
 from seqlstm.data.idx import encode_idx, write_idx
-from seqlstm.data.sources import MNIST
+from seqlstm.data.sources import MNIST, cache_dir
 
 TEST_FILES = [f.name for f in MNIST.splits["test"]]
 
@@ -134,6 +134,21 @@ def test_total_failure_lists_every_mirror_and_the_manual_route(mnist_dir, file_s
     assert f"{file_server.url}/missing/t10k-images-idx3-ubyte.gz: HTTP 404" in message
     assert f"{file_server.url}/cut/t10k-images-idx3-ubyte.gz: the connection was cut" in message
     assert "--data-dir" in message and "SEQLSTM_MNIST_MIRRORS" in message
+    # Every place it looked in before downloading, and how to fill it.
+    assert ("Before downloading, it was looked for in:\n  $SEQLSTM_DATA/mnist: SEQLSTM_DATA is not set; set it to a "
+            "folder holding mnist/ with the files\n  ") in message
+    assert f"{cache_dir() / 'mnist'}: the download cache (SEQLSTM_CACHE moves it); downloads go there" in message
+
+
+def test_seqlstm_data_pointing_at_the_dataset_folder_itself_is_understood(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("SEQLSTM_MNIST_MIRRORS", closed_port_url())  # nothing may be downloaded
+    monkeypatch.setenv("SEQLSTM_DATA", str(mnist_dir))  # .../mnist, not the folder holding mnist/
+    assert len(load_dataset("mnist", "test").labels) == 10000
+    monkeypatch.setenv("SEQLSTM_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(DownloadError) as info:
+        load_dataset("mnist", "test")
+    assert (f"{tmp_path / 'elsewhere' / 'mnist'} (from SEQLSTM_DATA): no such folder; SEQLSTM_DATA holds one folder per "
+            "dataset, mnist/ among them") in str(info.value)
 
 
 def test_seqlstm_data_is_searched_first_and_never_downloaded_into(tmp_path, mnist_dir, file_server, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 import signal
 import sys
 
@@ -189,14 +190,37 @@ def test_early_stopping_tests_and_saves_the_best_validations_weights(tiny, tmp_p
     assert all(torch.equal(saved[k], at_best["state_dict"][k]) for k in saved)
 
 
-def test_tensorboard_holds_the_numbers_of_metrics_jsonl(tiny, tmp_path):
+def tensorboard_scalars(run) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = TrainConfig.from_dict({**tiny.to_dict(), "log": ["tensorboard"]})
-    train(config, log=lambda line: None)
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+class KeepCheckpoint(Recorder):
+    """Copies last.ckpt aside after `step` (that of the checkpoint before it)."""
+
+    def __init__(self, step: int, to):
+        self.step, self.to = step, to
+
+    def after_step(self, trainer, step):
+        if step.step == self.step:
+            shutil.copyfile(trainer.last, self.to)
+
+
+@pytest.mark.parametrize("killed", [False, True])
+def test_tensorboard_holds_the_numbers_of_metrics_jsonl(tiny, tmp_path, killed):
+    config = TrainConfig.from_dict({**tiny.to_dict(), "log": ["tensorboard"]})
+    if not killed:
+        train(config, log=lambda line: None)
+    else:
+        # As if killed after step 33: its last checkpoint is step 20's, and steps 21-33 were logged already.
+        with pytest.raises(TrainingInterrupted):
+            train(config, log=lambda line: None, recorders=[KeepCheckpoint(21, tmp_path / "at20.ckpt"), StopAt(33)])
+        shutil.copyfile(tmp_path / "at20.ckpt", tmp_path / "run" / "last.ckpt")
+        resume(tmp_path / "run" / "last.ckpt", log=lambda line: None)
+    scalars = tensorboard_scalars(tmp_path / "run")
     records = read_metrics(tmp_path / "run")
     f32 = lambda x: float(np.float32(x))  # TensorBoard keeps float32
     expected = {f"train/{name}": [(r["step"], f32(r[name])) for r in records if "split" not in r]

@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 from seqlstm import InputError
 from seqlstm.data.digits import mnist_style
 from seqlstm.data.userfiles import MAX_PIXELS
-from seqlstm.predict import prepare_file
+from seqlstm.prediction import prepare_file
 
 
 def ink_picture(size=120) -> np.ndarray:

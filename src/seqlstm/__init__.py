@@ -1,106 +1,88 @@
-"""seqlstm: train, evaluate and explain many-to-one LSTM sequence classifiers."""
+"""seqlstm: train, evaluate and explain many-to-one LSTM sequence classifiers.
+
+Every name below is imported on first use, so that `import seqlstm` and the command line's
+start-up (`seqlstm --help`) do not load PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-import sys
+# Where each public name lives. No public name is also a submodule's name: importing the submodule
+# would put the module in its place.
+EXPORTS = {
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "TrainConfig": "config",
+    "LabelledImages": "data",
+    "load_dataset": "data",
+    "Arrays": "data.records",
+    "ImageSet": "data.records",
+    "SequenceFile": "data.records",
+    "TrainingData": "data.records",
+    "source_for": "data.records",
+    "RawSequences": "data.seqfiles",
+    "read_sequences": "data.seqfiles",
+    "Sequences": "data.sequences",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "DownloadError": "errors",
+    "ExportError": "errors",
+    "InputError": "errors",
+    "NonFiniteLossError": "errors",
+    "OutputError": "errors",
+    "RunError": "errors",
+    "SeqlstmError": "errors",
+    "ServeError": "errors",
+    "TrainingInterrupted": "errors",
+    "ClassMetrics": "evaluation",
+    "Evaluation": "evaluation",
+    "evaluate": "evaluation",
+    "evaluate_checkpoint": "evaluation",
+    "per_class_metrics": "evaluation",
+    "Explanation": "explanation",
+    "explain": "explanation",
+    "ExportResult": "export",
+    "export_onnx": "export",
+    "CELLS": "model",
+    "LSTMClassifier": "model",
+    "trace_gates": "model",
+    "FilePrediction": "prediction",
+    "Guess": "prediction",
+    "predict": "prediction",
+    "predict_files": "prediction",
+    "plot_run": "runs",
+    "read_metrics": "runs",
+    "Recorder": "training",
+    "Step": "training",
+    "Trainer": "training",
+    "TrainResult": "training",
+    "resume": "training",
+    "train": "training",
+    "serve": "web",
+}
 
-try:
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .config import TrainConfig
-    from .data import LabelledImages, load_dataset
-    from .data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
-    from .data.seqfiles import RawSequences, read_sequences
-    from .data.sequences import Sequences
-    from .errors import (
-        CheckpointError,
-        ConfigError,
-        DataError,
-        DownloadError,
-        ExportError,
-        InputError,
-        NonFiniteLossError,
-        OutputError,
-        RunError,
-        SeqlstmError,
-        ServeError,
-        TrainingInterrupted,
-    )
-    from .evaluate import ClassMetrics, Evaluation, evaluate, evaluate_checkpoint, per_class_metrics
-    from .explain import Explanation, explain
-    from .export import ExportResult, export_onnx
-    from .model import CELLS, LSTMClassifier, trace_gates
-    from .predict import FilePrediction, Guess, predict, predict_files
-    from .runs import plot_run, read_metrics
-    from .training import Recorder, Step, Trainer, TrainResult, resume, train
-    from .web import serve
-except KeyboardInterrupt:
-    # Ctrl+C while the `seqlstm` command is still loading (torch takes seconds): the command's
-    # one line, not a traceback. Imported as a library, the interrupt is the caller's.
-    if sys.argv[0].rsplit("/", 1)[-1] == "seqlstm" or sys.orig_argv[1:3] == ["-m", "seqlstm"]:
-        print("seqlstm: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    raise
 
 def __getattr__(name: str):
-    # The estimator needs scikit-learn (the `sklearn` extra): imported on first use, so that the
-    # rest of seqlstm (and the CLI's start-up) never loads it.
     if name == "SequenceClassifier":
+        # The estimator needs scikit-learn (the `sklearn` extra).
         try:
             from .estimator import SequenceClassifier
         except ImportError as e:
             raise ImportError(f'SequenceClassifier needs scikit-learn ({e}); install it with: pip install "seqlstm[sklearn]"') from None
         return SequenceClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
 
-__all__ = [
-    "Arrays",
-    "CELLS",
-    "CheckpointError",
-    "ClassMetrics",
-    "ConfigError",
-    "DataError",
-    "DownloadError",
-    "Evaluation",
-    "Explanation",
-    "ExportError",
-    "ExportResult",
-    "FilePrediction",
-    "Guess",
-    "ImageSet",
-    "InputError",
-    "LSTMClassifier",
-    "LabelledImages",
-    "NonFiniteLossError",
-    "OutputError",
-    "RawSequences",
-    "Recorder",
-    "RunError",
-    "SeqlstmError",
-    "SequenceFile",
-    "Sequences",
-    "ServeError",
-    "Step",
-    "TrainConfig",
-    "Trainer",
-    "TrainingData",
-    "TrainResult",
-    "TrainingInterrupted",
-    "evaluate",
-    "evaluate_checkpoint",
-    "explain",
-    "export_onnx",
-    "load_checkpoint",
-    "load_dataset",
-    "source_for",
-    "per_class_metrics",
-    "plot_run",
-    "predict",
-    "predict_files",
-    "read_metrics",
-    "read_sequences",
-    "resume",
-    "save_checkpoint",
-    "serve",
-    "trace_gates",
-    "train",
-]
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *EXPORTS, "SequenceClassifier"])
+
+
+__all__ = sorted(EXPORTS)

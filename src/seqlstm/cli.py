@@ -1,4 +1,9 @@
-"""`seqlstm` command line: argument parsing only; each command calls one API function."""
+"""`seqlstm` command line: argument parsing only; each command calls one API function.
+
+The `train` flags are built from TrainConfig's fields (config.py holds each one's help text and
+default). Only what parsing needs is imported at start-up: `seqlstm --help` and `--version` never
+load PyTorch; a command's modules load when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +14,18 @@ import os
 import shlex
 import signal
 import sys
+from dataclasses import MISSING, Field, fields
+from pathlib import Path
 from typing import Sequence
 
-from . import __version__, distributed
-from .config import CHOICES, LOGGER_NAMES, TrainConfig
-from .data.sources import DATASETS
+from . import __version__
+from .config import FLAG_CHOICES, GROUPS, TrainConfig
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
-from .model import CELLS
-from .evaluate import evaluate_checkpoint
-from .explain import explain
-from .export import export_onnx
-from .predict import FilePrediction, predict_files
-from .runs import plot_run
-from .training import Recorder, resume, train
-from .training.recorders import ProgressBar
-from .web import serve
 
-DEFAULTS = TrainConfig()
+# The fields that are `seqlstm train` flags: those with help text.
+FLAGS = tuple(f for f in fields(TrainConfig) if "help" in f.metadata)
 # What `train --resume` accepts besides the checkpoint: everything else comes from the run itself.
-RESUME_OPTIONS = ("data_dir", "device", "quiet")
+RESUME_OPTIONS = ("data_dir", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,93 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     device_help = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: %(default)s)"
 
     t = commands.add_parser("train", help="train a classifier, evaluate it and save a checkpoint")
-    t.add_argument("--dataset", default=DEFAULTS.dataset, metavar="NAME|PATH",
-                   help=f"{' or '.join(DATASETS)}, or your own labelled sequences: a .npz, .ts (sktime/UCR/UEA) "
-                        "or .csv file (default: %(default)s)")
-    t.add_argument("--data-dir", default=DEFAULTS.data_dir, metavar="DIR", help=data_dir_help)
-    t.add_argument("--view", choices=CHOICES["view"], default=DEFAULTS.view,
-                   help="how an image is read: rows (28 steps of 28 pixels), pixels (784 steps of 1), permuted "
-                        "(784 steps in a fixed random order) (default: %(default)s)")
-    t.add_argument("--perm-seed", type=int, default=DEFAULTS.perm_seed, metavar="N",
-                   help="seed of the permuted view's pixel order (default: %(default)s)")
-    t.add_argument("--test-dataset", default=DEFAULTS.test_dataset, metavar="PATH",
-                   help="your own test sequences (same format as --dataset); default: hold out --test-size")
-    t.add_argument("--test-size", type=float, default=DEFAULTS.test_size, metavar="FRACTION",
-                   help="share of your --dataset file held out for testing, stratified and seeded by --seed (default: 0.2)")
-    t.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME|N",
-                   help=".csv: the label column's header name or 0-based position (default: the first column)")
-    t.add_argument("--epochs", type=int, help="passes over the training set (default: 2 for an image set; planned from "
-                                             "your file's size, with early stopping)")
-    t.add_argument("--batch-size", type=int, help="samples per step (default: 100 for an image set; planned from your file's size)")
-    t.add_argument("--hidden-size", type=int, default=DEFAULTS.hidden_size, help="LSTM units per layer (default: %(default)s)")
-    t.add_argument("--num-layers", type=int, default=DEFAULTS.num_layers, help="stacked LSTM layers (default: %(default)s)")
-    t.add_argument("--cell", choices=CELLS, default=DEFAULTS.cell, help="recurrent cell: lstm and gru run fused (oneDNN/cuDNN), seed is the tutorial's 4-gate cell run as explicit equations (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for initial weights and shuffling (default: %(default)s)")
-    t.add_argument("--device", default=DEFAULTS.device, help=device_help)
-    t.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, metavar="N", help="stop after N optimizer steps (smoke runs)")
-    t.add_argument("--log-every", type=int, default=DEFAULTS.log_every, metavar="N", help="print the loss every N steps (default: %(default)s)")
-    t.add_argument("--out", default=DEFAULTS.out, metavar="PATH", help="checkpoint to write (default: %(default)s)")
+    add_config_flags(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar (it is shown only when stderr is a terminal)")
-    g = t.add_argument_group("run directory", "what the run records, and continuing it")
-    g.add_argument("--run-dir", default=DEFAULTS.run_dir, metavar="DIR",
-                   help="config.json, metrics.jsonl, last.ckpt, best.ckpt, plots/ (default: runs/<UTC time>-<dataset>-<cell>)")
-    g.add_argument("--val-size", type=int, metavar="N",
-                   help="hold N training samples out (fixed seed; stratified for your files) to validate on after each "
-                        "epoch (default: 0 for an image set; a stratified 20%% of a file of 500 or more sequences)")
-    g.add_argument("--patience", type=int, metavar="N",
-                   help="stop after N validations without a better one and keep the best weights; 0: never (default: "
-                        "0 for an image set; planned for your files)")
-    g.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every, metavar="N", help="also validate every N steps")
-    g.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, metavar="N",
-                   help="write last.ckpt every N steps (default: after each epoch)")
-    g.add_argument("--log", action="append", choices=LOGGER_NAMES, default=[], metavar="LOGGER",
-                   help="also log the run's numbers to LOGGER, in the run directory: tensorboard (pip install "
-                        "\"seqlstm[tensorboard]\"; then tensorboard --logdir runs)")
-    g.add_argument("--resume", metavar="CKPT",
+    t.add_argument("--config", metavar="FILE",
+                   help="read settings from a YAML or JSON file of flag names (as in --print-config); flags given "
+                        "beside it override it")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings (the recipe's and the plan's choices filled in) as YAML and stop; "
+                        "the output is a --config file that trains the same run")
+    t.add_argument("--resume", metavar="CKPT",
                    help="continue the run saved in CKPT (a run's last.ckpt) with its own settings; "
                         "only --data-dir, --device and --quiet may be given with it")
-    r = t.add_argument_group("recipe", "how the model is trained; each flag overrides the recipe's choice")
-    r.add_argument("--recipe", choices=CHOICES["recipe"], default=DEFAULTS.recipe,
-                   help="fast: bf16 where supported, one-cycle lr, clipping, LSTM init, 1-px shifts, measured changes "
-                        "for Fashion-MNIST and the pixel views; "
-                        "tutorial: exactly the tutorial's training (default: %(default)s)")
-    r.add_argument("--precision", choices=CHOICES["precision"],
-                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 instructions, else fp32")
-    r.add_argument("--schedule", choices=CHOICES["schedule"], help="onecycle: warm up to --lr, then anneal")
-    r.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM; 0: off")
-    r.add_argument("--lr", type=float, help="Adam's peak learning rate (the tutorial's 0.01; 0.005 on Fashion-MNIST, "
-                                            "0.001 for the pixels and permuted views)")
-    r.add_argument("--label-smoothing", type=float, metavar="EPS",
-                   help="cross-entropy label smoothing from 0 (off) to below 1 (0.1 on Fashion-MNIST, else off)")
-    r.add_argument("--weight-decay", type=float, metavar="WD",
-                   help="AdamW's decoupled weight decay; 0: Adam (0.01 on Fashion-MNIST, else 0)")
-    r.add_argument("--init", choices=CHOICES["init"],
-                   help="lstm: forget-gate bias 1, orthogonal recurrent weights; chrono: memory-gate biases spread up "
-                        "to the sequence's length (the pixels and permuted views)")
-    r.add_argument("--augment-shift", type=int, metavar="PX", help="shift training images by up to PX pixels; 0: off")
-    r.add_argument("--normalize", choices=CHOICES["normalize"],
-                   help="standard: each input feature to mean 0, std 1 with training-set statistics kept in the model; "
-                        "series: each sequence by its own mean and std")
-    r.add_argument("--class-weight", choices=CHOICES["class_weight"],
-                   help="balanced: every class weighs the same in the loss whatever its count (default: none)")
-    m = t.add_argument_group("model shape", "beyond the tutorial's; each flag overrides the recipe's choice")
-    m.add_argument("--patch", type=int, metavar="K",
-                   help="read K consecutive steps as one step of K x features (default: 1 for images; for your files, "
-                        "enough to leave the core at most about 128 steps)")
-    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
-                   help="a second core reads every sequence backwards from its last real step")
-    m.add_argument("--pool", choices=CHOICES["pool"],
-                   help="how the core's outputs become one vector, over the real steps only (default: last for images, "
-                        "mean for your files)")
-    m.add_argument("--dropout", type=float, metavar="P", help="dropout on the pooled vector before the head (default: 0)")
-    m.add_argument("--conv", type=int, metavar="FILTERS",
-                   help="a convolutional branch beside the core, LSTM-FCN style (conv-BN-ReLU blocks of FILTERS, 2xFILTERS, "
-                        "FILTERS); 0: none (default: 0 for images, 128 for your files)")
-    m.add_argument("--conv-patch", type=int, metavar="K",
-                   help="the convolutional branch reads K steps as one (default: --patch)")
-    r.add_argument("--bucket", action="store_true",
-                   help="batch variable-length sequences with others of about their length: faster, but measured to "
-                        "cost accuracy on some problems (default: random batches, each padded to its own longest)")
 
     e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
@@ -179,8 +101,91 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_predictions(results: list[FilePrediction]) -> str:
-    """One block per file: its name, then a line per guess (`  label  probability %`) or its error."""
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for each TrainConfig field with help text, in config.GROUPS' groups. A flag left out is
+    absent from the parsed arguments (not set to its default), so a --config file's value stands."""
+    groups = {None: parser, **{name: parser.add_argument_group(name, text) for name, text in GROUPS.items()}}
+    for f in FLAGS:
+        options = dict(default=argparse.SUPPRESS, help=flag_help(f), metavar=f.metadata["metavar"])
+        if f.name in FLAG_CHOICES:
+            options.update(choices=FLAG_CHOICES[f.name])
+        if f.type.startswith("bool"):
+            options.update(action="store_true" if f.default is False else argparse.BooleanOptionalAction)
+            options.pop("metavar")
+        elif f.type.startswith("tuple"):
+            options.update(action="append")
+        else:
+            options.update(type=int if f.type.startswith("int") else float if f.type.startswith("float") else str)
+        groups[f.metadata["group"]].add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def flag_help(f: Field) -> str:
+    """The field's help text, with its default where it has one worth stating."""
+    if any(f.default is nothing for nothing in (None, False, MISSING)) or f.default == () or "(default" in f.metadata["help"]:
+        return f.metadata["help"]
+    return f"{f.metadata['help']} (default: {f.default})"
+
+
+def read_config_file(path: str) -> dict:
+    """The settings in a YAML (.yaml, .yml) or JSON (.json) file: a mapping of flag names (with - or _)
+    to values. ConfigError naming the file for anything else."""
+    import yaml
+
+    file = Path(path)
+    if file.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"--config {path}: give a .yaml, .yml or .json file")
+    try:
+        text = file.read_text(encoding="utf-8")
+        values = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"--config {path}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: "
+                          f"{' '.join(str(e).split())}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: must be a mapping of settings (name: value), not a {type(values).__name__}")
+    flags = {f.name: f for f in FLAGS}
+    settings = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(settings) - set(flags))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown setting {unknown[0]!r}; the settings are the train flags' names "
+                          "(seqlstm train --help)")
+    return {name: setting(flags[name], value, path) for name, value in settings.items()}
+
+
+def setting(f: Field, value, path: str):
+    """`value` from a config file as field `f` takes it, as the flag's own parsing would; ConfigError otherwise."""
+    if value is None and f.default is None:
+        return None
+    kind = f.type.split(" ")[0].split("[")[0]
+    if kind == "float" and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    wanted = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str, int), "tuple": (list, str)}[kind]
+    if not isinstance(value, wanted) or (kind != "bool" and isinstance(value, bool)):
+        names = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a text",
+                 "tuple": "a list of names"}
+        raise ConfigError(f"--config {path}: {f.name.replace('_', '-')} must be {names[kind]}"
+                          f"{' or null' if f.default is None else ''}, got {value!r}")
+    return str(value) if kind == "str" else float(value) if kind == "float" else value
+
+
+def config_text(config: TrainConfig) -> str:
+    """The flag fields of `config` as YAML, in the order of --help."""
+    import yaml
+
+    values = {f.name: getattr(config, f.name) for f in FLAGS}
+    values["log"] = list(values["log"])
+    return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
+
+
+def format_predictions(results: list) -> str:
+    """One block per file (prediction.FilePrediction): its name, then a line per guess
+    (`  label  probability %`) or its error."""
     width = max((len(g.label) for r in results for g in r.top or ()), default=1)
     lines = []
     for result in results:
@@ -192,56 +197,31 @@ def format_predictions(results: list[FilePrediction]) -> str:
     return "\n".join(lines)
 
 
-def resume_device(args: argparse.Namespace) -> str | None:
-    """The --device given with --resume, or None to keep the run's; ConfigError for any setting given with it."""
-    defaults = vars(build_parser().parse_args(["train"]))
-    given = [k for k, v in vars(args).items() if k not in ("command", "resume", *RESUME_OPTIONS) and v != defaults[k]]
-    if given:
+def resumed_with(args: argparse.Namespace) -> dict:
+    """The settings given with --resume (--data-dir, --device); ConfigError for any other."""
+    given = [name for name in vars(args) if name in {f.name for f in FLAGS} and name not in RESUME_OPTIONS]
+    if given or args.config or args.print_config:
+        named = [f"--{name.replace('_', '-')}" for name in given] + ["--config"] * bool(args.config) + [
+            "--print-config"] * bool(args.print_config)
         raise ConfigError(
-            f"--resume continues the run with the settings it was started with; drop "
-            f"{', '.join('--' + k.replace('_', '-') for k in given)} (only --data-dir, --device and --quiet go with it)"
+            f"--resume continues the run with the settings it was started with; drop {', '.join(named)} "
+            "(only --data-dir, --device and --quiet go with it)"
         )
-    return None if args.device == defaults["device"] else args.device
+    return {name: getattr(args, name, None) for name in RESUME_OPTIONS}
 
 
-def main(argv: list[str] | None = None, recorders: Sequence[Recorder] = ()) -> int:
+def main(argv: list[str] | None = None, recorders: Sequence = ()) -> int:
     """Run the `seqlstm` command `argv` (default: sys.argv[1:]) and return its exit code; `recorders`
     (training/recorders.py) also hear a `train` run, for a program that runs the command itself."""
     args = build_parser().parse_args(argv)
-    # Under torchrun, rank 0 speaks for all: the other ranks log only warnings and their own errors.
-    logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
-        if args.command == "train":
-            progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
-            if args.resume:
-                resume(args.resume, progress.log, [progress, *recorders], args.data_dir, resume_device(args))
-            else:
-                options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "quiet")}
-                train(TrainConfig(**options), progress.log, [progress, *recorders])
-        elif args.command == "evaluate":
-            evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots, dataset=args.dataset)
-            print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.report())
-            if evaluation.figures and not args.json:
-                print(f"wrote {', '.join(str(p) for p in evaluation.figures)}")
-        elif args.command == "plot":
-            print(f"wrote {plot_run(args.run_dir)}")
-        elif args.command == "explain":
-            result = explain(args.checkpoint, args.index, args.split, args.out, args.json, args.data_dir, args.device)
-            print(f"{result.summary()}; wrote {', '.join(str(p) for p in (result.figure, result.json) if p)}")
-        elif args.command == "predict":
-            results = predict_files(
-                args.checkpoint, args.files, args.top_k, not args.no_preprocess, args.save_preprocessed, args.device
-            )
-            print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
-            failed = sum(r.error is not None for r in results)
-            if failed:
-                print(f"seqlstm: error: {failed} of {len(args.files)} files could not be predicted", file=sys.stderr)
-                return 1
-        elif args.command == "export":
-            print(export_onnx(args.checkpoint, args.onnx).summary())
-        elif args.command == "serve":
-            serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True),
-                  request_timeout=args.request_timeout)
+        # The command's modules load now, not for --help: PyTorch alone takes seconds.
+        from . import distributed
+
+        # Under torchrun, rank 0 speaks for all: the other ranks log only warnings and their own errors.
+        logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING, format="%(message)s",
+                            stream=sys.stderr)
+        return run(args, recorders)
     except SeqlstmError as e:
         # Under torchrun every rank has the same settings, so rank 0 alone reports a bad one; any
         # other error may be one rank's own (its data, its device) and is reported by that rank.
@@ -265,4 +245,57 @@ def main(argv: list[str] | None = None, recorders: Sequence[Recorder] = ()) -> i
         # and nothing to flush at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def run(args: argparse.Namespace, recorders: Sequence) -> int:
+    """Carry out the parsed command; its exit code."""
+    if args.command == "train":
+        from .training import resolve, resume, train
+        from .training.recorders import ProgressBar
+
+        progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+        if args.resume:
+            resume(args.resume, progress.log, [progress, *recorders], **resumed_with(args))
+            return 0
+        given = {f.name: getattr(args, f.name) for f in FLAGS if hasattr(args, f.name)}
+        config = TrainConfig(**{**(read_config_file(args.config) if args.config else {}), **given})
+        if args.print_config:
+            print(config_text(resolve(config)), end="")
+        else:
+            train(config, progress.log, [progress, *recorders])
+    elif args.command == "evaluate":
+        from .evaluation import evaluate_checkpoint
+
+        evaluation = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, plots=args.plots, dataset=args.dataset)
+        print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.report())
+        if evaluation.figures and not args.json:
+            print(f"wrote {', '.join(str(p) for p in evaluation.figures)}")
+    elif args.command == "plot":
+        from .runs import plot_run
+
+        print(f"wrote {plot_run(args.run_dir)}")
+    elif args.command == "explain":
+        from .explanation import explain
+
+        result = explain(args.checkpoint, args.index, args.split, args.out, args.json, args.data_dir, args.device)
+        print(f"{result.summary()}; wrote {', '.join(str(p) for p in (result.figure, result.json) if p)}")
+    elif args.command == "predict":
+        from .prediction import predict_files
+
+        results = predict_files(args.checkpoint, args.files, args.top_k, not args.no_preprocess, args.save_preprocessed,
+                                args.device)
+        print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
+        failed = sum(r.error is not None for r in results)
+        if failed:
+            print(f"seqlstm: error: {failed} of {len(args.files)} files could not be predicted", file=sys.stderr)
+            return 1
+    elif args.command == "export":
+        from .export import export_onnx
+
+        print(export_onnx(args.checkpoint, args.onnx).summary())
+    elif args.command == "serve":
+        from .web import serve
+
+        serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True),
+              request_timeout=args.request_timeout)
     return 0

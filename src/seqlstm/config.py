@@ -11,13 +11,18 @@ comparison. A user's sequences are standardised by every recipe.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
-from .data.records import FOR_IMAGES, source_for
 from .errors import ConfigError
-from .model.cells import check_cell
-from .model.classifier import POOLS
-from .model.inputs import VIEWS
+
+# What a user can choose from. Kept here, not imported from the modules that implement each
+# choice, so that the command line (its --help included) is built without loading PyTorch; tests
+# hold each list to its implementation's.
+DATASET_NAMES = ("mnist", "fashion-mnist")  # data/sources.py's DATASETS
+CELLS = ("lstm", "gru", "seed")  # model/cells.py
+POOLS = ("last", "mean", "max", "attention")  # model/classifier.py
+VIEWS = ("rows", "pixels", "permuted")  # model/inputs.py
+LOGGER_NAMES = ("tensorboard",)  # training/recorders.py's LOGGERS
 
 RECIPES = {
     "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none",
@@ -25,11 +30,9 @@ RECIPES = {
     "tutorial": dict(precision="fp32", schedule="constant", clip_grad=0.0, init="default", augment_shift=0, normalize="none",
                      lr=0.01, label_smoothing=0.0, weight_decay=0.0),
 }
-# `--log`: the names of training/recorders.py's LOGGERS (not imported here: they import the training loop's needs).
-LOGGER_NAMES = ("tensorboard",)
 CHOICES = dict(
     recipe=tuple(RECIPES),
-    view=tuple(VIEWS),
+    view=VIEWS,
     precision=("auto", "fp32", "bf16"),
     schedule=("onecycle", "constant"),
     init=("lstm", "chrono", "default"),
@@ -37,63 +40,116 @@ CHOICES = dict(
     pool=POOLS,
     class_weight=("none", "balanced"),
 )
+# The flags' choices: the cell and the loggers are checked with messages of their own.
+FLAG_CHOICES = {**CHOICES, "cell": CELLS, "log": LOGGER_NAMES}
+# The groups of `seqlstm train --help`, in order, with what each is for.
+GROUPS = {
+    "run directory": "what the run records, and continuing it",
+    "recipe": "how the model is trained; each flag overrides the recipe's choice",
+    "model shape": "beyond the tutorial's; each flag overrides the recipe's choice",
+}
+
+
+def flag(default, help: str, group: str | None = None, metavar: str | None = None):
+    """A config field that is also a `seqlstm train` flag (cli.py builds it from this): its default,
+    its help text, its group in `--help` (None: the first) and its metavar."""
+    return field(default=default, metadata=dict(help=help, group=group, metavar=metavar))
 
 
 @dataclass
 class TrainConfig:
-    dataset: str | None = "mnist"  # mnist | fashion-mnist | a path to the user's .npz, .ts or .csv sequences | None: arrays in memory
-    data_dir: str | None = None  # a folder with the named dataset's files; None: $SEQLSTM_DATA, system, cache, download
-    view: str = "rows"  # images: rows (28 steps x 28) | pixels (784 x 1) | permuted (784 x 1, order from perm_seed)
-    perm_seed: int = 0  # the pixel order of the permuted view
-    test_dataset: str | None = None  # the user's test file; None: hold out test_size of --dataset
-    test_size: float | None = None  # share of the user's file held out for testing (stratified, seeded); None: 0.2
-    label_column: str | None = None  # .csv: the label column's name or 0-based position; None: the first
-    hidden_size: int = 128
-    num_layers: int = 2
-    cell: str = "lstm"  # lstm | gru | seed (see model/cells.py)
-    # None: the tutorial's 100 and 2 for an image set; planned from the data for a user's file (plan.py).
-    batch_size: int | None = None
-    epochs: int | None = None
-    seed: int = 0  # initial weights and the shuffling order
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
-    log_every: int = 100  # print the loss line (and record metrics) every this many steps of an epoch
-    out: str = "model.ckpt"
-    run_dir: str | None = None  # config, metrics, last/best checkpoints, plots; None: runs/<UTC time>-<dataset>-<cell>
-    # training samples held out (fixed seed; stratified for a user's file) for validation; 0: none, as the
-    # tutorial; None: 0 for an image set, planned for a user's file
-    val_size: int | None = None
-    patience: int | None = None  # stop after this many validations without a better one, keep the best weights; 0: never
-    eval_every: int | None = None  # also validate every this many steps (always after each epoch)
-    checkpoint_every: int | None = None  # write last.ckpt every this many steps; None: after each epoch
-    recipe: str = "fast"
+    """Every setting of a training run; each field with help text is the `seqlstm train` flag of its name."""
+
+    dataset: str | None = flag(
+        "mnist", f"{' or '.join(DATASET_NAMES)}, or your own labelled sequences: a .npz, .ts (sktime/UCR/UEA) or .csv file; "
+                 "None in the API: arrays in memory", metavar="NAME|PATH")
+    data_dir: str | None = flag(
+        None, "folder holding the dataset's files (gzip or raw); nothing is downloaded when given (default: "
+              "$SEQLSTM_DATA, the system's copy, the cache, then a download)", metavar="DIR")
+    view: str = flag("rows", "how an image is read: rows (28 steps of 28 pixels), pixels (784 steps of 1), permuted (784 "
+                             "steps in a fixed random order)")
+    perm_seed: int = flag(0, "seed of the permuted view's pixel order", metavar="N")
+    test_dataset: str | None = flag(None, "your own test sequences (same format as --dataset); default: hold out "
+                                          "--test-size", metavar="PATH")
+    test_size: float | None = flag(None, "share of your --dataset file held out for testing, stratified and seeded by "
+                                         "--seed (default: 0.2)", metavar="FRACTION")
+    label_column: str | None = flag(None, ".csv: the label column's header name or 0-based position (default: the first "
+                                          "column)", metavar="NAME|N")
+    hidden_size: int = flag(128, "recurrent units per layer", metavar="N")
+    num_layers: int = flag(2, "stacked recurrent layers", metavar="N")
+    cell: str = flag("lstm", "recurrent cell: lstm and gru run fused (oneDNN/cuDNN), seed is the tutorial's 4-gate cell run "
+                             "as explicit equations")
+    batch_size: int | None = flag(None, "samples per step (default: 100 for an image set; planned from your file's size)",
+                                  metavar="N")
+    epochs: int | None = flag(None, "passes over the training set (default: 2 for an image set; planned from your file's "
+                                    "size, with early stopping)", metavar="N")
+    seed: int = flag(0, "seed for initial weights, shuffling and the held-out splits", metavar="N")
+    device: str = flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    max_steps: int | None = flag(None, "stop after N optimizer steps (smoke runs)", metavar="N")
+    log_every: int = flag(100, "print the loss (and record it in metrics.jsonl) every N steps of an epoch", metavar="N")
+    out: str = flag("model.ckpt", "checkpoint to write", metavar="PATH")
+    run_dir: str | None = flag(
+        None, "config.json, metrics.jsonl, last.ckpt, best.ckpt, plots/ (default: runs/<UTC time>-<dataset>-<cell>)",
+        "run directory", "DIR")
+    val_size: int | None = flag(
+        None, "hold N training samples out (fixed seed; stratified for your files) to validate on after each epoch "
+              "(default: 0 for an image set; a stratified 20%% of a file of 500 or more sequences)", "run directory", "N")
+    patience: int | None = flag(
+        None, "stop after N validations without a better one and keep the best weights; 0: never (default: 0 for an "
+              "image set; planned for your files)", "run directory", "N")
+    eval_every: int | None = flag(None, "also validate every N steps", "run directory", "N")
+    checkpoint_every: int | None = flag(None, "write last.ckpt every N steps (default: after each epoch)", "run directory",
+                                        "N")
+    log: tuple[str, ...] = flag(
+        (), "also log the run's numbers to LOGGER, in the run directory: tensorboard (pip install "
+            "\"seqlstm[tensorboard]\"; then tensorboard --logdir runs)", "run directory", "LOGGER")
+    recipe: str = flag("fast", "fast: bf16 where supported, one-cycle lr, clipping, LSTM init, 1-px shifts, measured "
+                               "changes for Fashion-MNIST and the pixel views; tutorial: exactly the tutorial's training",
+                       "recipe")
     # None: the recipe's choice. Set explicitly, each overrides the recipe.
-    precision: str | None = None  # auto (bf16 where the hardware has it) | fp32 | bf16
-    schedule: str | None = None  # onecycle (peaking at lr) | constant
-    clip_grad: float | None = None  # max gradient norm; 0 disables clipping
-    # lstm (forget-gate bias 1, orthogonal recurrent weights) | chrono (memories up to the sequence's length) | default
-    init: str | None = None
-    augment_shift: int | None = None  # shift training images by up to this many pixels; 0: off
-    normalize: str | None = None  # standard (each input feature to mean 0, std 1 over the training set) | none
-    lr: float | None = None  # Adam's (peak) learning rate: the tutorial's 0.01 but for the exceptions above
-    label_smoothing: float | None = None  # the cross-entropy's label smoothing, from 0 (none) to below 1
-    weight_decay: float | None = None  # AdamW's decoupled weight decay; 0: Adam, as the tutorial
+    precision: str | None = flag(None, "auto: bf16 autocast on CUDA and on CPUs with bf16 instructions, else fp32", "recipe")
+    schedule: str | None = flag(None, "onecycle: warm up to --lr, then anneal; constant: the tutorial's", "recipe")
+    clip_grad: float | None = flag(None, "clip the gradient norm to NORM; 0: off", "recipe", "NORM")
+    init: str | None = flag(None, "lstm: forget-gate bias 1, orthogonal recurrent weights; chrono: memory-gate biases "
+                                  "spread up to the sequence's length (the pixels and permuted views); default: PyTorch's",
+                            "recipe")
+    augment_shift: int | None = flag(None, "shift training images by up to PX pixels; 0: off", "recipe", "PX")
+    normalize: str | None = flag(None, "standard: each input feature to mean 0, std 1 with training-set statistics kept in "
+                                       "the model; series: each sequence by its own mean and std", "recipe")
+    lr: float | None = flag(None, "Adam's peak learning rate (the tutorial's 0.01; 0.005 on Fashion-MNIST, 0.001 for the "
+                                  "pixels and permuted views)", "recipe")
+    label_smoothing: float | None = flag(None, "cross-entropy label smoothing from 0 (off) to below 1 (0.1 on "
+                                               "Fashion-MNIST, else off)", "recipe", "EPS")
+    weight_decay: float | None = flag(None, "AdamW's decoupled weight decay; 0: Adam (0.01 on Fashion-MNIST, else 0)",
+                                      "recipe", "WD")
+    class_weight: str | None = flag(None, "balanced: every class weighs the same in the loss whatever its count "
+                                          "(default: none)", "recipe")
+    bucket: bool = flag(False, "batch variable-length sequences with others of about their length: faster, but measured "
+                               "to cost accuracy on some problems (default: random batches, each padded to its own "
+                               "longest)", "recipe")
     # The model's shape beyond the tutorial's (model/classifier.py); None: the recipe's choice.
-    patch: int | None = None  # read this many steps as one; None for a user's file: planned from its length
-    bidirectional: bool | None = None  # a second core reads each sequence backwards
-    pool: str | None = None  # last | mean | max | attention, over the real steps only
-    dropout: float | None = None  # on the pooled features before the head
-    conv: int | None = None  # filters of a convolutional branch beside the core (LSTM-FCN); 0: none
-    conv_patch: int | None = None  # the branch reads this many steps as one; None for a user's file: planned
-    class_weight: str | None = None  # none | balanced (each class weighs in the loss inversely to its count)
-    log: tuple[str, ...] = ()  # loggers written besides metrics.jsonl, into the run directory: tensorboard
-    bucket: bool = False  # batch variable-length sequences with others of about their length (faster; see the docs)
-    plan: str | None = None  # set by training: the plan's one-line account of the budget it chose, and why
-    # set by training on a user's files: the SHA-256 of each file it read ({"dataset": ..., "test_dataset": ...}),
-    # so that a later command reading the file again can tell that it changed
+    patch: int | None = flag(None, "read K consecutive steps as one step of K x features (default: 1 for images; for your "
+                                   "files, enough to leave the core at most about 128 steps)", "model shape", "K")
+    bidirectional: bool | None = flag(None, "a second core reads every sequence backwards from its last real step",
+                                      "model shape")
+    pool: str | None = flag(None, "how the core's outputs become one vector, over the real steps only (default: last for "
+                                  "images, mean for your files)", "model shape")
+    dropout: float | None = flag(None, "dropout on the pooled vector before the head (default: 0)", "model shape", "P")
+    conv: int | None = flag(None, "a convolutional branch beside the core, LSTM-FCN style (conv-BN-ReLU blocks of FILTERS, "
+                                  "2xFILTERS, FILTERS); 0: none (default: 0 for images, 128 for your files)", "model shape",
+                            "FILTERS")
+    conv_patch: int | None = flag(None, "the convolutional branch reads K steps as one (default: --patch)", "model shape",
+                                  "K")
+    # Set by training, never by a flag:
+    plan: str | None = None  # the plan's one-line account of the budget it chose for a user's file, and why
+    # the SHA-256 of each user file training read ({"dataset": ..., "test_dataset": ...}), so that a later
+    # command reading the file again can tell that it changed
     digests: dict | None = None
 
     def __post_init__(self):
+        from .data.records import source_for  # the data path loads PyTorch: not for --help
+        from .model.cells import check_cell
+
         source = source_for(self.dataset)
         if source.kind == "images":
             self.dataset = source.name  # its one spelling, however it was typed
@@ -166,5 +222,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        from .data.records import FOR_IMAGES
+
         before = dict(recipe="tutorial", normalize="none", label_smoothing=0.0, weight_decay=0.0, **FOR_IMAGES)
         return cls(**{**before, **values})

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import ConfigError
-from .evaluate import Evaluation
+from .evaluation import Evaluation
 
 
 def launched() -> bool:

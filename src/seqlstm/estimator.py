@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .device import resolve_device
 from .data.records import Arrays, padded
 from .errors import ConfigError, DataError
-from .evaluate import logits_of
+from .evaluation import logits_of
 from .training import train
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from .atomic import replace_atomically
 
 if TYPE_CHECKING:
-    from .evaluate import Evaluation
-    from .explain import Explanation
+    from .evaluation import Evaluation
+    from .explanation import Explanation
 
 # The smoothed loss line is an exponential moving average (as TensorBoard draws it) over about
 # this share of the logged steps: long enough to see the trend through batch-to-batch noise,

@@ -3,7 +3,7 @@ photo is prepared like their images, and what the fast recipe does differently f
 loading their files. Adding an image set is adding one `ImageDataset` to DATASETS.
 
 A file is looked for, in order: in `data_dir` when one is given (and nowhere else), in
-`$SEQLSTM_DATA/<dataset>/`, in the folders a system package installs the dataset into (Debian's
+`$SEQLSTM_DATA/<dataset>/` (or `$SEQLSTM_DATA` itself when it is that folder), in the folders a system package installs the dataset into (Debian's
 `dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist/), in the per-user
 cache; only then is it downloaded into the cache.
 Every file is verified against the MD5 of its *uncompressed* payload, so any faithful copy passes
@@ -70,6 +70,7 @@ class ImageDataset:
     # What the fast recipe does differently for this set, measured (see docs/recipes.md).
     fast: dict = field(default_factory=dict)
     system_dirs: tuple[str, ...] = ()  # where operating-system packages install the files
+    system_package: str | None = None  # the command that installs them there
 
     def file_names(self) -> str:
         return ", ".join(f.name for pair in self.splits.values() for f in pair)
@@ -117,6 +118,7 @@ FASHION_MNIST = ImageDataset(
     # lift 2 epochs from 87.4-87.7 % to 88.0-88.2 % (seeds 0-2).
     fast=dict(normalize="standard", augment_shift=0, lr=0.005, label_smoothing=0.1, weight_decay=0.01),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    system_package="apt-get install dataset-fashion-mnist",
 )
 
 DATASETS = {d.name: d for d in (MNIST, FASHION_MNIST)}
@@ -170,6 +172,35 @@ def verified_payload(path: Path, file: DataFile) -> bytes:
     return payload
 
 
+def shared_dirs(dataset: ImageDataset) -> list[Path]:
+    """Where `$SEQLSTM_DATA` says `dataset` is: its `<dataset>/` folder, or the folder itself when it
+    is named for the dataset (a user who pointed it at `.../mnist`)."""
+    root = os.environ.get("SEQLSTM_DATA")
+    if not root:
+        return []
+    root = Path(root).expanduser()
+    return [root / dataset.name, *([root] if root.name == dataset.name else [])]
+
+
+def places(dataset: ImageDataset) -> list[str]:
+    """Each place `locate` looked in without a `data_dir`, with what it held and how to fill it."""
+    listed = []
+    root = os.environ.get("SEQLSTM_DATA")
+    if not root:
+        listed.append(f"$SEQLSTM_DATA/{dataset.name}: SEQLSTM_DATA is not set; set it to a folder holding "
+                      f"{dataset.name}/ with the files")
+    else:
+        for directory in shared_dirs(dataset):
+            state = "has not all the files" if directory.is_dir() else "no such folder"
+            listed.append(f"{directory} (from SEQLSTM_DATA): {state}; SEQLSTM_DATA holds one folder per dataset, "
+                          f"{dataset.name}/ among them")
+    for directory in dataset.system_dirs:
+        listed.append(f"{directory}: {'has not all the files' if Path(directory).is_dir() else 'not installed'}"
+                      f"{f'; {dataset.system_package} puts them there' if dataset.system_package else ''}")
+    listed.append(f"{cache_dir() / dataset.name}: the download cache (SEQLSTM_CACHE moves it); downloads go there")
+    return listed
+
+
 def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
     """Fetch `file` from the first mirror that delivers a verified copy, into `directory`.
 
@@ -202,11 +233,13 @@ def download(dataset: ImageDataset, file: DataFile, directory: Path) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     tried = "\n  ".join(failures)
+    looked = "\n  ".join(places(dataset))
     raise DownloadError(
         f"could not download {file.name} for {dataset.name}; every mirror failed:\n  {tried}\n"
-        f"Place the files by hand instead: put {dataset.file_names()} "
-        f"(gzip or raw) in a folder and pass it as --data-dir, or set {dataset.mirrors_env} to "
-        "comma-separated base URLs of a mirror you can reach"
+        f"Before downloading, it was looked for in:\n  {looked}\n"
+        f"Place the files by hand instead: put {dataset.file_names()} (gzip or raw) in one of those folders, "
+        f"or in any folder and pass it as --data-dir; or set {dataset.mirrors_env} to comma-separated base URLs "
+        "of a mirror you can reach"
     )
 
 
@@ -280,9 +313,7 @@ def locate(dataset: ImageDataset, file: DataFile, data_dir: str | os.PathLike | 
                 f"Put the {dataset.name} files there, gzip or raw: {dataset.file_names()}"
             )
         return found
-    shared_root = os.environ.get("SEQLSTM_DATA")
-    local = [Path(shared_root).expanduser() / dataset.name] if shared_root else []
-    for directory in local + [Path(d) for d in dataset.system_dirs]:
+    for directory in shared_dirs(dataset) + [Path(d) for d in dataset.system_dirs]:
         found = find_in(directory, file)
         if found is not None:
             return found

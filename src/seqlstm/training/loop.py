@@ -25,7 +25,7 @@ from ..data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_
 from ..data.sequences import Sequences
 from ..device import resolve_device, resolve_precision
 from ..errors import CheckpointError, ConfigError, TrainingInterrupted
-from ..evaluate import Evaluation, evaluate
+from ..evaluation import Evaluation, evaluate
 from ..memory import activation_bytes, check_fits, model_bytes
 from ..model import LSTMClassifier, lstm_init
 from ..plan import FEW_STEPS, plan_for
@@ -124,6 +124,14 @@ def resume(
         device=config.device if device is None else device,
     )
     return run(config, log, recorders, saved, source_for(config.dataset), files=True)
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """`config` as a run of it would train: the user's files by absolute path and, for a user's
+    sequences, the plan's budget filled in (the data is read for it). `seqlstm train --print-config`."""
+    source = source_for(config.dataset)
+    config = source.pin(config)
+    return with_plan(config, source.load(config), source) if source.planned else config
 
 
 def run(config: TrainConfig, log: Callable[[str], None], recorders: Sequence[Recorder], saved: dict | None, source,

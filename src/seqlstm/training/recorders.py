@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import ConfigError, NonFiniteLossError
-from ..evaluate import Evaluation
+from ..evaluation import Evaluation
 from ..interrupt import StopSignals
 from ..runs import BEST, MetricsLog, plot_run, write_run_config
 

@@ -24,10 +24,10 @@ from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data.digits import FRAME
 from ..data.userfiles import decode_image
 from ..errors import ConfigError, InputError
-from ..explain import plain, trace_sample
+from ..explanation import plain, trace_sample
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
-from ..predict import check_reads_images, prepare_image
+from ..prediction import check_reads_images, prepare_image
 
 # The largest request body accepted. A drawing from the page is a PNG of a few kilobytes and a
 # 28x28 JSON array under 4 KB; 1 MiB leaves room for photos while keeping memory per request small.

@@ -19,7 +19,7 @@ from .data.records import source_for
 from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
-from .evaluate import logits_of
+from .evaluation import logits_of
 
 
 @dataclass(frozen=True)
