@@ -14,6 +14,8 @@ long) never changes its answer.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -69,7 +71,8 @@ class LSTMClassifier(nn.Module):
     def __init__(
         self, input_size: int = 28, hidden_size: int = 128, num_layers: int = 2, num_classes: int = 10,
         cell: str = "lstm", patch: int = 1, bidirectional: bool = False, pool: str = "last", dropout: float = 0.0,
-        conv: int = 0, series_norm: bool = False, conv_patch: int = 1, classes=None, inputs: dict | None = None,
+        conv: int = 0, series_norm: bool = False, conv_patch: int = 1, classes: Sequence[str] | None = None,
+        inputs: dict | None = None,
     ):
         super().__init__()
         self.cell = check_cell(cell)
