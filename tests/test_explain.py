@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
 from seqlstm import ConfigError, LSTMClassifier, TrainConfig, explain, save_checkpoint
+from seqlstm.explanation import unit_order
 from seqlstm.model.cells import GATES, TRACED
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -104,3 +105,16 @@ def test_a_model_with_more_outputs_than_the_dataset_has_classes_is_labelled_by_i
     result = explain(path, 0, out=tmp_path / "g.png", data_dir=mnist_dir)
     assert result.classes == tuple(str(k) for k in range(26))
     assert result.summary().startswith(f"test sample 0: label 7, predicted {result.predicted} (")
+
+
+def test_units_are_ordered_by_the_step_at_which_their_hidden_state_is_strongest():
+    hidden = torch.zeros(2, 4, 3)  # (layers, steps, units)
+    hidden[0, 2, 0], hidden[0, 0, 1], hidden[0, 0, 2] = 0.9, -0.5, 0.7  # unit 0 late; units 1 and 2 at step 0
+    hidden[1, 3, 0], hidden[1, 1, 1], hidden[1, 3, 2] = 0.2, 0.3, -0.8
+    assert unit_order({"hidden": hidden}).tolist() == [[2, 1, 0], [1, 2, 0]]
+
+
+def test_the_json_holds_the_unit_order_the_figure_uses(tmp_path, mnist_dir):
+    result = explain(checkpoint(tmp_path, "gru"), 0, out=None, json_path=tmp_path / "g.json", data_dir=mnist_dir)
+    order = json.loads((tmp_path / "g.json").read_text())["unit_order"]
+    assert order == result.unit_order().tolist() and [sorted(layer) for layer in order] == [list(range(12))] * 2

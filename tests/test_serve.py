@@ -23,8 +23,18 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from seqlstm import LSTMClassifier, ServeError, TrainConfig, load_checkpoint, load_dataset, predict, save_checkpoint, serve
+from seqlstm import (
+    LSTMClassifier,
+    ServeError,
+    TrainConfig,
+    load_checkpoint,
+    load_dataset,
+    predict,
+    save_checkpoint,
+    serve,
+)
 from seqlstm.data.digits import mnist_style
+from seqlstm.explanation import trace_sample, unit_order
 from seqlstm.model.cells import GATES, TRACED
 from seqlstm.prediction import prepare_file
 from seqlstm.web.app import MAX_BODY_BYTES, MAX_PIXELS, create_app
@@ -227,6 +237,9 @@ def test_every_cell_is_served_with_its_own_gates(cell, digits, tmp_path):
     assert response.status_code == 200, response.text
     traces = response.json()["traces"]
     assert list(traces) == [*TRACED[cell], "probabilities"]
+    # The order the page draws the units in: a permutation of each layer's units, as explain's.
+    assert response.json()["unit_order"] == unit_order(trace_sample(model, torch.as_tensor(digit))).tolist()
+    assert [sorted(layer) for layer in response.json()["unit_order"]] == [list(range(16))] * 2
     assert all(np.array(traces[name]).shape == (2, 28, 16) for name in TRACED[cell])
     expected = [g.probability for g in sorted(predict(model, digit[None], top_k=10)[0], key=lambda g: int(g.label))]
     assert response.json()["probabilities"] == pytest.approx(expected, abs=1e-5)

@@ -83,9 +83,17 @@ def test_the_events_of_a_run_in_their_order(tiny):
     assert len(result.losses) == len(LOGGED)
 
 
+class EveryLoss(Recorder):
+    def __init__(self):
+        self.losses = {}
+
+    def after_step(self, trainer, step):
+        self.losses[step.step] = step.loss.item()
+
+
 def test_the_run_directory_metrics_and_printed_lines_agree(tiny, tmp_path):
-    lines = []
-    result = train(tiny, log=lines.append)
+    lines, every = [], EveryLoss()
+    result = train(tiny, log=lines.append, recorders=[every])
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == ["best.ckpt", "config.json", "last.ckpt", "metrics.jsonl", "plots"]
     assert sorted(p.name for p in (run / "plots").iterdir()) == ["training.png"]
@@ -97,8 +105,13 @@ def test_the_run_directory_metrics_and_printed_lines_agree(tiny, tmp_path):
     expected = sorted([(s, "train") for s in LOGGED] + [(s, "validation") for s in VALIDATED])
     assert [(r["step"], r.get("split", "train")) for r in records] == expected + [(STEPS, "test")]
     steps = [r for r in records if "split" not in r]
-    assert all(set(r) == {"step", "epoch", "loss", "lr", "samples_per_s"} and r["samples_per_s"] > 0 for r in steps)
-    assert [r["loss"] for r in steps] == result.losses
+    assert all(set(r) == {"step", "epoch", "loss", "mean_loss", "lr", "samples_per_s"} and r["samples_per_s"] > 0
+               for r in steps)
+    assert [r["loss"] for r in steps] == result.losses == [every.losses[r["step"]] for r in steps]
+    # The mean loss is that of every step since the previous logged one.
+    since = [0] + [r["step"] for r in steps]
+    for (start, end), r in zip(zip(since, since[1:]), steps):
+        assert r["mean_loss"] == pytest.approx(np.mean([every.losses[k] for k in range(start + 1, end + 1)]), rel=1e-6)
     printed = [float(m) for m in re.findall(r"Loss: (\d+\.\d{4})$", "\n".join(lines), re.M)]
     assert printed == [round(loss, 4) for loss in result.losses]
     assert lines[-1] == result.evaluation.summary() == (
@@ -224,7 +237,7 @@ def test_tensorboard_holds_the_numbers_of_metrics_jsonl(tiny, tmp_path, killed):
     records = read_metrics(tmp_path / "run")
     f32 = lambda x: float(np.float32(x))  # TensorBoard keeps float32
     expected = {f"train/{name}": [(r["step"], f32(r[name])) for r in records if "split" not in r]
-                for name in ("loss", "lr", "samples_per_s")}
+                for name in ("loss", "mean_loss", "lr", "samples_per_s")}
     for split in ("validation", "test"):
         for name in ("accuracy", "loss"):
             expected[f"{split}/{name}"] = [(r["step"], f32(r[name])) for r in records if r.get("split") == split]

@@ -42,6 +42,10 @@ class Explanation:
         """Each gate's mean over the units: name -> (layers, seq)."""
         return {name: self.trace[name].mean(dim=-1) for name in self.gates}
 
+    def unit_order(self) -> torch.Tensor:
+        """(layers, hidden) int64: each layer's units in the order the heatmaps show them (`unit_order`)."""
+        return unit_order(self.trace)
+
     def cell_norm(self) -> torch.Tensor:
         """L2 norm of the memory per step, (layers, seq): the cell state c, or the GRU's hidden state."""
         return self.trace["cell" if "cell" in self.trace else "hidden"].norm(dim=-1)
@@ -65,12 +69,27 @@ class Explanation:
             "image": None if self.image is None else self.image.tolist(),
             "inputs": plain(self.inputs),
             "shapes": "inputs: [step][feature]; traces: [layer][step][unit]; probabilities: [step][class]; "
-                      "means and norms: [layer][step]",
+                      "means and norms: [layer][step]; unit_order: [layer][position] -> unit",
             "probabilities": plain(self.trace["probabilities"]),
             "traces": {name: plain(t) for name, t in self.trace.items() if name != "probabilities"},
             "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
+            "unit_order": self.unit_order().tolist(),
             "cell_norm": plain(self.cell_norm()),
         }
+
+
+def unit_order(trace: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(layers, hidden) int64: each layer's units ordered by the step at which their hidden state is
+    largest in magnitude, earliest first, and among those the strongest first.
+
+    `trace` maps names to (layers, steps, hidden), as `trace_sample` returns. Drawn in this order,
+    units that respond to the first steps sit left of those that respond to the last: a gate map
+    shows a diagonal sweep where the model's own unit order shows noise.
+    """
+    strength = trace["hidden"].abs().double()
+    peak, when = strength.max(dim=1)  # (layers, hidden): each unit's largest magnitude and its step
+    key = when * (float(peak.max()) + 1) - peak  # by step, then the larger first
+    return torch.argsort(key, dim=1, stable=True)
 
 
 def plain(t: torch.Tensor, decimals: int = 6) -> list:

@@ -83,7 +83,9 @@ def gate_figure(explanation: "Explanation") -> Figure:
     Top: the input (the image read by rows, a one-value sequence's trace, or the sequence's
     features; step t is row t) beside the class probabilities after each step.
     Middle: one heatmap per traced quantity and layer, steps down (aligned with the image rows)
-    and units across, the same unit in the same column of every panel of a layer.
+    and units across, the same unit in the same column of every panel of a layer; the units are
+    ordered by when they act (`Explanation.unit_order`), which shows the structure an arbitrary
+    order hides.
     Bottom: per layer, each gate's mean over the units and the norm of the memory, per step.
     """
     e = explanation
@@ -145,7 +147,7 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
         probabilities, cmap="Blues", vmin=0, vmax=1, aspect="auto",
         extent=(-0.5, len(e.classes) - 0.5, steps + 0.5, 0.5),
     )
-    prob_ax.set_xticks(range(len(e.classes)), e.classes)
+    class_ticks(prob_ax, "x", e.classes)
     prob_ax.set_title("P(class) after each step")
     prob_ax.set_xlabel("class")
     prob_ax.set_ylabel("step")
@@ -175,13 +177,14 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
 
 def draw_heatmaps(sub, e: "Explanation", names: list[str], layers: int, steps: int) -> None:
     axes = sub.subplots(layers, len(names), sharex=True, sharey=True, squeeze=False)
+    order = e.unit_order().numpy()
     for column, name in enumerate(names):
         values = e.trace[name].numpy()
         style = style_of(name, values, e.cell)
         for layer in range(layers):
             ax = axes[layer, column]
             image = ax.imshow(
-                values[layer], aspect="auto", interpolation="nearest",
+                values[layer][:, order[layer]], aspect="auto", interpolation="nearest",
                 extent=(-0.5, values.shape[2] - 0.5, steps + 0.5, 0.5), **style,
             )
             if layer == 0:
@@ -191,6 +194,7 @@ def draw_heatmaps(sub, e: "Explanation", names: list[str], layers: int, steps: i
             if layer == layers - 1:
                 ax.set_xlabel("unit")
         sub.colorbar(image, ax=axes[:, column], location="bottom", shrink=0.85, aspect=25)
+    sub.suptitle("units left to right by the step at which their hidden state is strongest", fontsize=11)
 
 
 def draw_means(sub, e: "Explanation", layers: int, steps: int) -> None:
@@ -235,9 +239,12 @@ def smoothed(values: np.ndarray) -> np.ndarray:
 
 
 def training_figure(records: list[dict]) -> Figure:
-    """Loss per logged step with a smoothed line, the learning rate, and accuracy per evaluation.
+    """The loss (each logged step's, and the mean of every step), the learning rate, and the accuracy
+    of each evaluation.
 
-    `records` are metrics.jsonl's objects: steps carry `loss` and `lr`, evaluations `split` and `accuracy`.
+    `records` are metrics.jsonl's objects: steps carry `loss`, `mean_loss` and `lr`, evaluations
+    `split` and `accuracy`. Runs recorded before `mean_loss` existed get a moving average of the
+    logged losses instead.
     """
     steps = [r for r in records if "split" not in r]
     evaluations = [r for r in records if "split" in r]
@@ -245,8 +252,12 @@ def training_figure(records: list[dict]) -> Figure:
     loss_ax, lr_ax, accuracy_ax = fig.subplots(1, 3)
     x = np.array([r["step"] for r in steps])
     loss = np.array([r["loss"] for r in steps])
-    loss_ax.plot(x, loss, color="C0", alpha=0.35, linewidth=1, marker="." if len(x) < 50 else None, label="logged loss")
-    if len(loss):
+    loss_ax.plot(x, loss, color="C0", alpha=0.35, linewidth=1, marker="." if len(x) < 50 else None,
+                 label="the logged step's loss")
+    if steps and all("mean_loss" in r for r in steps):
+        loss_ax.plot(x, [r["mean_loss"] for r in steps], color="C0", linewidth=2.2, marker="o" if len(x) < 50 else None,
+                     markersize=3, label="mean of every step since the last")
+    elif len(loss):
         loss_ax.plot(x, smoothed(loss), color="C0", linewidth=2.2, label="smoothed")
     loss_ax.set_yscale("log")
     loss_ax.set_title("training loss")
@@ -258,6 +269,13 @@ def training_figure(records: list[dict]) -> Figure:
         if points:
             px, py = zip(*points)
             accuracy_ax.plot(px, py, color=colour, marker="o", label=f"{split} ({py[-1]:.2f} % at step {px[-1]})")
+            # The test's value above its point, the last validation's below: they often share the last step.
+            accuracy_ax.annotate(f"{py[-1]:.2f} %", (px[-1], py[-1]), textcoords="offset points",
+                                 xytext=(-6, 8 if split == "test" else -16), ha="right", color=colour, fontsize=10)
+    if evaluations:
+        accuracy_ax.set_ylim(*accuracy_limits([r["accuracy"] for r in evaluations]))
+        # One evaluation (a run without validation) is a point: give it the run's steps for context.
+        accuracy_ax.set_xlim(0, max(r["step"] for r in records) * 1.05)
     accuracy_ax.set_title("accuracy per evaluation")
     accuracy_ax.set_ylabel("accuracy (%)")
     for ax in (loss_ax, lr_ax, accuracy_ax):
@@ -269,12 +287,34 @@ def training_figure(records: list[dict]) -> Figure:
     return fig
 
 
+def accuracy_limits(accuracies: list[float]) -> tuple[float, float]:
+    """The accuracy axis: around the values with room for their labels, never past 100 %, and at
+    least 2 points tall, so that one evaluation or a few close ones sit in a readable range."""
+    low, high = min(accuracies), max(accuracies)
+    pad = max(0.5, 0.15 * (high - low))
+    top = min(100.0, high + 2 * pad)
+    bottom = max(0.0, min(low - pad, top - 2.0))
+    return bottom, top + (0.6 if top == 100.0 else 0.0)
+
+
+def class_ticks(ax, axis: str, classes: tuple[str, ...]) -> None:
+    """Class names as tick labels on `axis` ("x" or "y"); long names on the x axis slant, so that
+    Fashion-MNIST's "T-shirt/top" and "Ankle boot" do not run into each other."""
+    if axis == "y":
+        ax.set_yticks(range(len(classes)), classes)
+        return
+    slanted = max(len(c) for c in classes) > 3
+    ax.set_xticks(range(len(classes)), classes, rotation=40 if slanted else 0, ha="right" if slanted else "center",
+                  rotation_mode="anchor")
+
+
 def confusion_figure(evaluation: "Evaluation") -> Figure:
     """The confusion matrix: counts written in each cell, coloured by the share of the true class."""
     counts = evaluation.confusion.numpy()
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = len(evaluation.classes)
-    fig = Figure(figsize=(1.0 + 0.62 * size, 0.6 + 0.55 * size), layout="constrained")
+    room = 0.08 * max(len(c) for c in evaluation.classes)  # inches for the longest class name
+    fig = Figure(figsize=(1.0 + room + 0.62 * size, 0.6 + room + 0.55 * size), layout="constrained")
     ax = fig.subplots()
     # A power scale (1 % shows a quarter of the full colour), so the few confusions stand out next
     # to the ~99 % diagonal.
@@ -283,8 +323,8 @@ def confusion_figure(evaluation: "Evaluation") -> Figure:
         if n:
             ax.text(column, row, str(n), ha="center", va="center", fontsize=8,
                     color="white" if share[row, column] > 0.5 else "black")
-    ax.set_xticks(range(size), evaluation.classes)
-    ax.set_yticks(range(size), evaluation.classes)
+    class_ticks(ax, "x", evaluation.classes)
+    class_ticks(ax, "y", evaluation.classes)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"{evaluation.split}: {evaluation.accuracy:.2f} % of {evaluation.total}")
@@ -304,15 +344,16 @@ def misclassified_figure(
     wrong = (predicted != labels).nonzero().flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][:MISCLASSIFIED_SHOWN]
     rows = max(1, -(-len(worst) // MISCLASSIFIED_COLUMNS))
-    fig = Figure(figsize=(2.0 * MISCLASSIFIED_COLUMNS, 2.25 * rows + 0.5), layout="constrained")
+    fig = Figure(figsize=(2.3 * MISCLASSIFIED_COLUMNS, 2.7 * rows + 0.5), layout="constrained")
     fig.suptitle(f"the {len(worst)} most confidently misclassified of {len(labels)} images ({len(wrong)} wrong)")
     axes = fig.subplots(rows, MISCLASSIFIED_COLUMNS, squeeze=False).flatten()
     for ax in axes:
         ax.set_axis_off()
     for ax, k in zip(axes, worst.tolist()):
         ax.imshow(images[k].numpy(), cmap="gray_r")
+        # One fact per line: long class names ("T-shirt/top", "Ankle boot") fit the panel's width.
         ax.set_title(
-            f"#{k}: true {classes[labels[k]]}, predicted {classes[predicted[k]]}\n{100 * confidence[k]:.1f} % sure",
+            f"#{k}: true {classes[labels[k]]}\npredicted {classes[predicted[k]]}\n{100 * confidence[k]:.1f} % sure",
             fontsize=9, color="darkred",
         )
     return fig

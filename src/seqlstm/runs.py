@@ -21,7 +21,7 @@ BEST = "best.ckpt"
 PLOTS = "plots"
 TRAINING_PLOT = "training.png"
 # The fields of metrics.jsonl that are numbers (plot draws them).
-NUMBERS = ("epoch", "loss", "lr", "accuracy", "samples_per_s")
+NUMBERS = ("epoch", "loss", "mean_loss", "lr", "accuracy", "samples_per_s")
 
 
 def default_run_dir(config: TrainConfig, name: str, now: datetime | None = None) -> Path:

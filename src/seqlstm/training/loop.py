@@ -51,6 +51,7 @@ class Step:
     samples: int  # samples in the step's batch, over all ranks
     logged: bool  # the tutorial logs this step's loss (every log_every steps of an epoch)
     loss_value: float | None  # logged steps: the loss averaged over the ranks
+    mean_loss: float | None  # logged steps: the mean loss of every step since the previous logged one
     samples_per_s: float | None  # logged steps: training samples per second since the last logged step
     validate: bool  # a validation follows the step
     end_of_epoch: bool
@@ -326,6 +327,9 @@ class Trainer:
             self.schedule.step()
         self.loop.step += 1
         self.loop.batch += 1
+        # Summed on the device: no synchronisation until a logged step reads it.
+        self.loop.loss_sum = loss.detach().float() + (0 if self.loop.loss_sum is None else self.loop.loss_sum.to(self.device))
+        self.loop.loss_count += 1
         self.speed.count(len(batch))
         return self.describe(loss, lr, len(batch))
 
@@ -340,14 +344,16 @@ class Trainer:
         validate = self.validation is not None and (
             end_of_epoch or last or (config.eval_every is not None and loop.step % config.eval_every == 0))
         checkpoint = last or (loop.step % config.checkpoint_every == 0 if config.checkpoint_every else end_of_epoch)
-        loss_value = samples_per_s = None
+        loss_value = mean_loss = samples_per_s = None
         if logged:
             # .item() synchronises with the device, so it happens only on logged steps.
             loss_value = distributed.mean(loss).item()
+            mean_loss = distributed.mean(loop.loss_sum / loop.loss_count).item()
+            loop.loss_sum, loop.loss_count = None, 0
             loop.losses.append(loss_value)
             samples_per_s = self.speed.samples_per_s()
         return Step(loop.step, loop.epoch, loop.batch, self.per_epoch, self.total_steps, config.epochs, loss, lr, samples,
-                    logged, loss_value, samples_per_s, validate, end_of_epoch, checkpoint, last)
+                    logged, loss_value, mean_loss, samples_per_s, validate, end_of_epoch, checkpoint, last)
 
     def validate(self, step: Step) -> None:
         """Evaluate on the validation split, keep the loop's best, and tell the recorders."""

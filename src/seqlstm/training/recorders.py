@@ -131,7 +131,7 @@ class MetricsFile(Recorder):
 
     def after_step(self, trainer: Trainer, step: Step) -> None:
         if step.logged:
-            self.file.write(dict(step=step.step, epoch=step.epoch, loss=step.loss_value, lr=step.lr,
+            self.file.write(dict(step=step.step, epoch=step.epoch, loss=step.loss_value, mean_loss=step.mean_loss, lr=step.lr,
                                  samples_per_s=step.samples_per_s))
 
     def after_validation(self, trainer: Trainer, step: Step, result: Evaluation, improved: bool) -> None:
@@ -287,7 +287,7 @@ class ProgressBar(Recorder):
 
 class TensorBoard(Recorder):
     """The numbers of metrics.jsonl as TensorBoard scalars, in RUN_DIR/tensorboard (`--log tensorboard`):
-    train/loss, train/lr and train/samples_per_s at each logged step; validation/accuracy and
+    train/loss, train/mean_loss, train/lr and train/samples_per_s at each logged step; validation/accuracy and
     validation/loss; test/accuracy and test/loss at the end. `tensorboard --logdir runs` shows every run."""
 
     FOLDER = "tensorboard"
@@ -308,7 +308,7 @@ class TensorBoard(Recorder):
 
     def after_step(self, trainer: Trainer, step: Step) -> None:
         if step.logged:
-            for name in ("loss", "lr", "samples_per_s"):
+            for name in ("loss", "mean_loss", "lr", "samples_per_s"):
                 self.writer.add_scalar(f"train/{name}", getattr(step, "loss_value" if name == "loss" else name), step.step)
 
     def after_validation(self, trainer: Trainer, step: Step, result: Evaluation, improved: bool) -> None:

@@ -21,6 +21,10 @@ class LoopState:
     # gives the same order, and leaves the generator where the uninterrupted run had it.
     epoch_order: torch.Tensor | None = None
     losses: list[float] = field(default_factory=list)  # every logged loss so far
+    # The sum of every step's loss since the last logged step, and their number: the logged mean
+    # loss covers every step, and a resumed run carries the sum on exactly.
+    loss_sum: torch.Tensor | None = None
+    loss_count: int = 0
     best_val_accuracy: float | None = None
     best_val_loss: float | None = None  # of the best validation: breaks a tie in accuracy
     since_best: int = 0  # validations since the best one (early stopping's count)
@@ -41,6 +45,8 @@ def capture(
         "best_val_accuracy": loop.best_val_accuracy,
         "best_val_loss": loop.best_val_loss,
         "since_best": loop.since_best,
+        "loss_sum": None if loop.loss_sum is None else loop.loss_sum.detach().cpu(),
+        "loss_count": loop.loss_count,
         "optimizer": optimizer.state_dict(),
         "schedule": None if schedule is None else schedule.state_dict(),
         # NumPy's and Python's generators are not listed: nothing in training draws from them.
@@ -86,6 +92,9 @@ def restore(
             # Runs saved before early stopping existed kept no loss of their best validation.
             best_val_loss=training.get("best_val_loss", float("inf")),
             since_best=int(training.get("since_best", 0)),
+            # Runs saved before the mean loss existed start its sum afresh.
+            loss_sum=training.get("loss_sum"),
+            loss_count=int(training.get("loss_count", 0)),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the checkpoint's training state does not fit this run: {e}") from None

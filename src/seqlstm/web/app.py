@@ -24,7 +24,7 @@ from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data.digits import FRAME
 from ..data.userfiles import decode_image
 from ..errors import ConfigError, InputError
-from ..explanation import plain, trace_sample
+from ..explanation import plain, trace_sample, unit_order
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
 from ..prediction import check_reads_images, prepare_image
@@ -67,6 +67,10 @@ class Reading(BaseModel):
     traces: dict[str, list] | None = Field(
         description="absent with traces=false; else each traced name -> [layer][step][unit], and "
         "`probabilities` -> [step][class], the answer after each row (its last step is `probabilities`)"
+    )
+    unit_order: list[list[int]] | None = Field(
+        description="absent with traces=false; else [layer][position] -> unit: the order the page draws the units "
+        "in, by the step at which each unit's hidden state is strongest (as `seqlstm explain` draws them)"
     )
 
 
@@ -237,6 +241,7 @@ def read_drawing(
         "probabilities": plain(final),
         "image": image.tolist(),
         "traces": {name: plain(t, TRACE_DECIMALS) for name, t in trace.items()} if traces else None,
+        "unit_order": unit_order(trace).tolist() if traces else None,
     }
 
 

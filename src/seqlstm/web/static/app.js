@@ -238,7 +238,9 @@ function drawGates() {
   const layer = Number($("layer").value) - 1;
   for (const canvas of $("gates").querySelectorAll("canvas")) {
     const values = reading.traces[canvas.dataset.name][layer]; // [step][unit]
-    paint(canvas, model.steps, model.hidden_size, (step, unit) => values[step][unit], colourFor(canvas.dataset.name, values));
+    // Units in the order the server gives (by the step at which each is strongest), as `seqlstm explain` draws them.
+    const order = reading.unit_order[layer];
+    paint(canvas, model.steps, model.hidden_size, (step, column) => values[step][order[column]], colourFor(canvas.dataset.name, values));
   }
 }
 
