@@ -53,12 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = commands.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the test split")
     e.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
-    e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    e.add_argument("--plots", metavar="DIR", help="draw confusion.png and misclassified.png into DIR")
+    e.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of text: split, total, correct, accuracy (%%), loss (mean "
+                        "cross-entropy), classes, per_class (label, precision, recall, f1 as fractions, support), "
+                        "confusion (rows: true class, columns: predicted), figures")
+    e.add_argument("--plots", metavar="DIR",
+                   help="draw DIR/confusion.png (counts, coloured by the share of the true class) and, for images, "
+                        "DIR/misclassified.png (the 25 most confidently wrong, with true and predicted label)")
     e.add_argument("--dataset", metavar="PATH",
                    help="a labelled .npz, .ts or .csv file to evaluate on instead (models trained on sequences)")
     e.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
-    e.add_argument("--device", default="auto", help=device_help)
+    e.add_argument("--device", default="auto",
+                   help=device_help.replace(" (default", "; the device it was trained on reproduces its accuracy to the "
+                                                          "last digit (default"))
 
     pl = commands.add_parser("plot", help="draw a run's training curves into RUN_DIR/plots/training.png")
     pl.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `seqlstm train`")
@@ -68,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--index", type=int, required=True, metavar="N", help="which sample of the split (0-based)")
     x.add_argument("--split", default="test", choices=("train", "test"), help="split to take the sample from (default: %(default)s)")
     x.add_argument("--out", default="gates.png", metavar="PNG", help="figure to write (default: %(default)s)")
-    x.add_argument("--json", metavar="FILE", help="also write the traced numbers to FILE as JSON")
+    x.add_argument("--json", metavar="FILE",
+                   help="also write the numbers to FILE as JSON: traces [layer][step][unit], probabilities "
+                        "[step][class], unit_order [layer][position], gate means and memory norms [layer][step]")
     x.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     x.add_argument("--device", default="cpu", help="as for train (default: %(default)s; one sample is fastest on the CPU)")
 
@@ -79,13 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="images or .npy arrays, one character (Fashion-MNIST: one article) each; for a model "
                         "trained on sequences, .npz, .ts or .csv files (every sequence in them)")
-    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per file (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--top-k", type=int, default=3, metavar="K",
+                   help="classes to show per file, most probable first (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list, one object per file: {"file", "top": [{"label", "probability"}, ...]}, or '
+                        '{"file", "error"} for a file that failed')
     p.add_argument(
         "--no-preprocess", action="store_true",
         help="feed files as they are: they must be 28x28, bright on black, like the training images",
     )
-    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 image the model saw for each file to DIR")
+    p.add_argument("--save-preprocessed", metavar="DIR",
+                   help="write the 28x28 image the model saw for each file to DIR/<file stem>.png (<stem>-2.png, ... "
+                        "when two files share a stem)")
     p.add_argument("--device", default="auto", help=device_help)
 
     o = commands.add_parser("export", help="export a checkpoint to ONNX, verified against PyTorch with onnxruntime")
@@ -95,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = commands.add_parser("serve", help="a web page to draw a digit and watch the model read it, with a JSON API")
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network (default: %(default)s)")
-    s.add_argument("--port", type=int, default=8000, help="port to listen on; 0 takes any free port (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000,
+                   help="port to listen on; 0 takes any free port, which the printed URL shows (default: %(default)s)")
     s.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                    help="close a connection whose request has not fully arrived within S seconds (default: %(default)s)")
     return parser
