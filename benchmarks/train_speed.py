@@ -17,7 +17,6 @@ import argparse
 import json
 import multiprocessing
 from queue import Empty
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import seqlstm
+from provenance import provenance
 from seqlstm.device import resolve_device, resolve_precision
 from seqlstm.evaluation import logits_of
 from seqlstm.evaluation import summarise as evaluation_of
@@ -317,8 +317,7 @@ def main(argv=None) -> int:
         batch1000_throughput=median_inference(rows, "seqlstm", "batch1000_per_s") / median_inference(rows, "reference", "batch1000_per_s"),
     )
     report = dict(
-        machine=dict(platform=platform.platform(), processor=platform.processor(), python=sys.version.split()[0],
-                     torch=torch.__version__, threads=torch.get_num_threads(), device=str(device)),
+        machine=provenance(threads=torch.get_num_threads(), device=str(device)),
         gemm_peak_gflops=peaks,
         train_flops_per_sample=train_flops_per_sample(),
         quick=args.quick,

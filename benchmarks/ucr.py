@@ -21,19 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from provenance import provenance
 from seqlstm import read_sequences
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,24 +175,6 @@ def report(rows: list[dict], summary: dict, peers: bool) -> None:
                 print(f"{row['problem']} {part} failed:\n    {tail}", file=sys.stderr)
 
 
-def machine() -> dict:
-    """Facts about where the figures were measured."""
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"processor": platform.processor(), "machine": platform.machine(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": version("torch"),
-            "aeon": version("aeon"), "git_commit": commit,
-            "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("where", nargs="*", metavar="[DIR] [NAMES...]",
@@ -231,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(rows, peers)
     report(rows, summary, peers)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    results = {"machine": machine(), "data_dir": str(folder), "seqlstm_args": extra, "peers": peers,
+    results = {"machine": provenance(), "data_dir": str(folder), "seqlstm_args": extra, "peers": peers,
                "problems": rows, **summary}
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from provenance import provenance
 
 # How each mode is set: the batches module's reference switch, and the config's --bucket.
 MODES = {"padded to the file's longest": (dict(TRIM=False), False), "random batches, own longest (default)": ({}, False),
@@ -107,7 +108,7 @@ def main() -> None:
         row["vs_padded"] = row["train_s"] / reference
         print(f"{row['mode']:<32} {row['train_s']:8.1f} {row['vs_padded']:9.2f}x {row['accuracy']:11.2f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": platform.processor() or platform.machine(), "args": vars(args),
+    Path(args.json).write_text(json.dumps({"machine": provenance(), "args": vars(args),
                                            "rows": rows}, indent=2) + "\n")
 
 
