@@ -193,6 +193,7 @@ async function ask(full) {
   status("");
   const best = argmax(answer.probabilities);
   $("prediction").textContent = answer.prediction;
+  $("prediction").classList.toggle("long", answer.prediction.length > 3);
   $("confidence").textContent = `${percent(answer.probabilities[best])} sure`;
   renderBars($("bars"), answer.probabilities);
   paint($("seen"), model.steps, model.steps, (x, y) => answer.image[y][x], (v) => [v, v, v]);
