@@ -51,7 +51,12 @@ def serve(
     # Each request must arrive whole within request_timeout (protocol.py); idle keep-alive connections
     # close after uvicorn's own 5 s.
     config = uvicorn.Config(app, log_level="warning", http=with_deadline(request_timeout))
-    uvicorn.Server(config).run(sockets=[listener])
+    server = uvicorn.Server(config)
+    server.run(sockets=[listener])
+    if server.should_exit:
+        # uvicorn raises the signal again inside asyncio.run, whose own Ctrl+C handling lets it pass
+        # when the serving task has just finished: a stop by signal ends in KeyboardInterrupt either way.
+        raise KeyboardInterrupt
 
 
 def listen(host: str, port: int) -> socket.socket:
