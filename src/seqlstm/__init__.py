@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 # Where each public name lives. No public name is also a submodule's name: importing the submodule
 # would put the module in its place.
 EXPORTS = {
+    "Attribution": "attribution",
+    "attribute": "attribution",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "TrainConfig": "config",
