@@ -151,11 +151,14 @@ def run(config: TrainConfig, log: Callable[[str], None], recorders: Sequence[Rec
         trainer = Trainer(config, source, device, saved, files)
         return trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
     device = distributed.start(device)
+    done = False
     try:
         trainer = Trainer(config, source, device, saved, files)
-        return trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
+        result = trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
+        done = True
+        return result
     finally:
-        distributed.stop()
+        distributed.stop(together=done)
 
 
 class Trainer:
