@@ -124,14 +124,21 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         options = dict(default=argparse.SUPPRESS, help=flag_help(f), metavar=f.metadata["metavar"])
         if f.name in FLAG_CHOICES:
             options.update(choices=FLAG_CHOICES[f.name])
-        if f.type.startswith("bool"):
+        kind = kind_of(f)
+        if kind == "bool":
             options.update(action="store_true" if f.default is False else argparse.BooleanOptionalAction)
             options.pop("metavar")
-        elif f.type.startswith("tuple"):
+        elif kind == "tuple":
             options.update(action="append")
         else:
-            options.update(type=int if f.type.startswith("int") else float if f.type.startswith("float") else str)
+            options.update(type={"int": int, "float": float, "str": str}[kind])
         groups[f.metadata["group"]].add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def kind_of(f: Field) -> str:
+    """What a flag field holds, from its annotation (a string, as `from __future__ import annotations`
+    leaves it): "bool", "int", "float", "str" or "tuple"."""
+    return f.type.split(" ")[0].split("[")[0]
 
 
 def flag_help(f: Field) -> str:
@@ -174,7 +181,7 @@ def setting(f: Field, value, path: str):
     """`value` from a config file as field `f` takes it, as the flag's own parsing would; ConfigError otherwise."""
     if value is None and f.default is None:
         return None
-    kind = f.type.split(" ")[0].split("[")[0]
+    kind = kind_of(f)
     if kind == "float" and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
         try:
             return float(value)

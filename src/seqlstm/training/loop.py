@@ -147,14 +147,17 @@ def run(config: TrainConfig, log: Callable[[str], None], recorders: Sequence[Rec
     # Made now, so that a logger that is not installed is refused before any work.
     loggers = [LOGGERS[name]() for name in config.log]
     device = resolve_device(config.device)
-    if not distributed.launched():
+
+    def fit(device: torch.device) -> TrainResult:
         trainer = Trainer(config, source, device, saved, files)
         return trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
+
+    if not distributed.launched():
+        return fit(device)
     device = distributed.start(device)
     done = False
     try:
-        trainer = Trainer(config, source, device, saved, files)
-        result = trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
+        result = fit(device)
         done = True
         return result
     finally:
@@ -184,8 +187,8 @@ class Trainer:
             config = replace(config, digests=source.digests(config) or None)
         config = with_plan(config, data, source)
         self.classes, self.test_set = data.classes, data.test
-        train_set, self.validation = hold_out(config, data, source)
-        self.validation = None if self.validation is None else self.validation.to(device)
+        train_set, validation = hold_out(config, data, source)
+        self.validation = None if validation is None else validation.to(device)
         distributed.check_batches(len(train_set.labels), config.batch_size)  # before the run directory is made
         check_memory(config, data, train_set, device)
 
@@ -248,6 +251,8 @@ class Trainer:
         # Every rank draws the same batch order and shifts (for the whole batch, before taking its
         # shard) and nothing else random, so rank 0's saved generators are every rank's.
         self.loop = restore(saved["training"], self.optimizer, self.schedule, self.order, self.shifts)
+        if self.loop.loss_sum is not None:  # read on the CPU; the steps add to it on the device
+            self.loop.loss_sum = self.loop.loss_sum.to(self.device)
         logger.info("resuming at step %d of %d (epoch %d, batch %d)", self.loop.step, self.total_steps, self.loop.epoch,
                     self.loop.batch)
 
@@ -331,7 +336,7 @@ class Trainer:
         self.loop.step += 1
         self.loop.batch += 1
         # Summed on the device: no synchronisation until a logged step reads it.
-        self.loop.loss_sum = loss.detach().float() + (0 if self.loop.loss_sum is None else self.loop.loss_sum.to(self.device))
+        self.loop.loss_sum = loss.detach().float() + (0 if self.loop.loss_sum is None else self.loop.loss_sum)
         self.loop.loss_count += 1
         self.speed.count(len(batch))
         return self.describe(loss, lr, len(batch))
