@@ -259,7 +259,8 @@ def test_9_a_model_too_large_for_the_machine_is_refused_with_the_figures(small_r
 @pytest.mark.e2e
 def test_9_ctrl_c_while_starting_and_a_closed_pipe_are_no_tracebacks(small_run):
     folder, _, checkpoint = small_run
-    for delay in (0.3, 0.8, 1.5):
+    # The first delays land while PyTorch and NumPy load, where an interrupt once aborted the process.
+    for delay in (0.1, 0.2, 0.3, 0.4, 0.8, 1.5):
         process = subprocess.Popen([sys.executable, "-m", "seqlstm", "evaluate", str(checkpoint), "--device", "cpu"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)

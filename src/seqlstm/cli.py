@@ -8,12 +8,14 @@ load PyTorch; a command's modules load when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shlex
 import signal
 import sys
+import threading
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Sequence
@@ -237,8 +239,11 @@ def main(argv: list[str] | None = None, recorders: Sequence = ()) -> int:
     (training/recorders.py) also hear a `train` run, for a program that runs the command itself."""
     args = build_parser().parse_args(argv)
     try:
-        # The command's modules load now, not for --help: PyTorch alone takes seconds.
-        from . import distributed
+        # The command's modules load now, not for --help: PyTorch alone takes seconds. A Ctrl+C
+        # while it loads would raise inside its C++ start-up (an abort) or leave NumPy half-made (a
+        # traceback), so until then it ends the process at once: nothing has been written yet.
+        with interrupt_ends_process():
+            from . import distributed
 
         # Under torchrun, rank 0 speaks for all: the other ranks log only warnings and their own errors.
         logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING, format="%(message)s",
@@ -267,6 +272,24 @@ def main(argv: list[str] | None = None, recorders: Sequence = ()) -> int:
         # and nothing to flush at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+@contextlib.contextmanager
+def interrupt_ends_process():
+    """Within the block, SIGINT exits with 130 at once instead of raising KeyboardInterrupt."""
+
+    def end(signum, frame):
+        os.write(sys.stderr.fileno(), b"seqlstm: interrupted\n")
+        os._exit(130)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread hears signals
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, end)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(args: argparse.Namespace, recorders: Sequence) -> int:
