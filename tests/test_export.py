@@ -1,16 +1,20 @@
 """ONNX export: the file reproduces PyTorch for every model variant, and runs with onnxruntime alone."""
 
+import json
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
-from seqlstm import ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict, save_checkpoint
+from conftest import run_cli, tiny_task
+from seqlstm import (ExportError, LSTMClassifier, OutputError, TrainConfig, export_onnx, load_checkpoint, load_dataset, predict,
+                     predict_files, save_checkpoint, train)
 from seqlstm import export as export_module
+from seqlstm.runtime import OnnxRunner, load_runner
 
 onnxruntime = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 # Every kind of model a checkpoint can hold: (constructor arguments, config fields).
 MODEL_VARIANTS = {
@@ -73,7 +77,7 @@ def test_cli_export_then_onnxruntime_alone_predicts_like_pytorch(trained_checkpo
 def test_export_refuses_a_file_that_disagrees_and_leaves_nothing(tmp_path, monkeypatch):
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", LSTMClassifier(hidden_size=8, num_layers=1), TrainConfig())
     (tmp_path / "old.onnx").write_bytes(b"previous export")
-    monkeypatch.setattr(export_module, "max_abs_diff", lambda model, path: 0.5)
+    monkeypatch.setattr(export_module, "max_abs_diff", lambda model, path, lengths: 0.5)
     with pytest.raises(ExportError, match=r"differ from PyTorch's by up to 5.00e-01, more than 1e-04; .*old.onnx was not written"):
         export_onnx(checkpoint, tmp_path / "old.onnx")
     assert (tmp_path / "old.onnx").read_bytes() == b"previous export"
@@ -108,7 +112,7 @@ SEQUENCE_SHAPES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SEQUENCE_SHAPES))
-def test_onnx_equals_pytorch_for_each_sequence_shape(tmp_path, shape):
+def test_onnx_equals_pytorch_for_each_sequence_shape_at_every_length(tmp_path, shape):
     model_args = SEQUENCE_SHAPES[shape]
     torch.manual_seed(0)
     model = LSTMClassifier(3, hidden_size=8, num_layers=2, num_classes=4, classes=tuple("abcd"),
@@ -120,13 +124,122 @@ def test_onnx_equals_pytorch_for_each_sequence_shape(tmp_path, shape):
     config = TrainConfig(dataset="x.npz", cell=model.cell, **{k: v for k, v in model_args.items() if k not in ("cell", "series_norm")},
                          **({"normalize": "series"} if model.series_norm else {}))
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, config)
-    assert export_onnx(checkpoint, tmp_path / "m.onnx").max_abs_diff <= 1e-4
+    result = export_onnx(checkpoint, tmp_path / "m.onnx", max_length=30)
+    assert result.max_abs_diff <= 1e-4
+    assert result.lengths == (1, 6, 20, 30)
+    assert result.inputs == {"x": "float32 (batch, 1-30 steps, 3)", "lengths": "int64 (batch)"}
 
-    # Checked again on padded sequences of other lengths and a batch size the export did not see.
+    # Checked again on padded batches of other lengths, beyond the training length included, and
+    # a batch size the export did not see.
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(7, 20, 3, generator=generator)
-    lengths = torch.tensor([20, 1, 7, 13, 2, 19, 5])
-    got = session(tmp_path / "m.onnx").run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
-    with torch.inference_mode():
-        expected = model.eval()(x, lengths).numpy()
-    assert np.abs(got - expected).max() <= 1e-4
+    exported = session(tmp_path / "m.onnx")
+    for steps in (2, 13, 20, 27, 30):
+        x = torch.randn(7, steps, 3, generator=generator)
+        lengths = torch.randint(1, steps + 1, (7,), generator=generator)
+        lengths[0] = steps
+        got = exported.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
+        with torch.inference_mode():
+            expected = model.eval()(x, lengths).numpy()
+        assert np.abs(got - expected).max() <= 1e-4, steps
+    with pytest.raises(Exception, match="ConstantOfShape"):  # beyond its maximum the file refuses the input itself
+        exported.run(None, {"x": np.zeros((1, 31, 3), np.float32), "lengths": np.array([31])})
+
+
+def test_export_options_that_do_not_fit_the_model_are_refused(image_checkpoint, tmp_path, cli):
+    done = cli("export", str(image_checkpoint), "--onnx", "m.onnx", "--max-length", "40", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        1, "seqlstm: error: --max-length is for models that read sequences; this one reads 28-step images\n")
+    done = cli("export", str(image_checkpoint), "--onnx", "m.onnx", "--int8", "--int8-max-loss", "-1", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "seqlstm: error: --int8-max-loss must be a number of points >= 0, got -1.0\n")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def trained_sequence_model(folder, constant_feature: bool = False):
+    """A tiny model trained on tiny_task (100 % on its held-out test share), its checkpoint and config.
+    With `constant_feature`, the data has a third feature that is always 5 (0 once standardised)."""
+    task = tiny_task(300)
+    if constant_feature:
+        task["X"] = np.concatenate([task["X"], np.full((300, 16, 1), 5.0, np.float32)], axis=2)
+    np.savez(folder / "tiny.npz", **task)
+    config = TrainConfig(dataset=str(folder / "tiny.npz"), hidden_size=8, num_layers=1, conv=0, precision="fp32",
+                         batch_size=10, epochs=20, out=str(folder / "tiny.ckpt"), run_dir=str(folder / "run"))
+    result = train(config, log=lambda line: None)
+    return result.checkpoint, result.evaluation
+
+
+@pytest.mark.slow
+def test_int8_export_reports_its_accuracy_beside_float32s_and_keeps_it(tmp_path):
+    checkpoint, evaluation = trained_sequence_model(tmp_path)
+    result = export_onnx(checkpoint, tmp_path / "tiny8.onnx", int8=True)
+    # float32 in onnxruntime scores what PyTorch scored at the end of training, on the same test share.
+    assert result.accuracy["float32"] == evaluation.accuracy
+    assert result.accuracy["float32"] - result.accuracy["int8"] <= 0.2
+    assert result.summary().splitlines()[1] == (
+        f"int8 weights: {result.accuracy['int8']:.2f} % on the test split, against {evaluation.accuracy:.2f} % in float32 "
+        f"({result.accuracy['int8'] - evaluation.accuracy:+.2f} points)")
+    saved = onnx.load(tmp_path / "tiny8.onnx")
+    ops = {node.op_type for node in saved.graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # the core really runs on int8 weights
+    meta = {entry.key: entry.value for entry in saved.metadata_props}
+    assert (meta["weights"], json.loads(meta["classes"]), meta["input"], meta["max_length"]) == ("int8", ["0", "1", "2"], "sequences", "16")
+
+
+@pytest.mark.slow
+def test_int8_that_loses_accuracy_is_refused_with_the_figures_and_nothing_written(tmp_path):
+    checkpoint, evaluation = trained_sequence_model(tmp_path, constant_feature=True)
+    model, config = load_checkpoint(checkpoint)
+    # Large input weights on a feature that is always 0 leave float32 unchanged, but int8 keeps one
+    # scale per weight tensor: every other weight then rounds to 0.
+    with torch.no_grad():
+        model.lstm.weight_ih_l0[:, 2] = 1e4
+    damaged = save_checkpoint(tmp_path / "damaged.ckpt", model, config)
+    (tmp_path / "old.onnx").write_bytes(b"previous export")
+    with pytest.raises(ExportError) as refused:
+        export_onnx(damaged, tmp_path / "old.onnx", int8=True)
+    message = str(refused.value)
+    assert re.fullmatch(
+        rf"int8 weights: (\S+) % on the test split, against {evaluation.accuracy:.2f} % in float32 \((\S+) points\): more than "
+        r"the 0.2 points --int8-max-loss allows; \S*old.onnx was not written. Export without --int8, or allow more", message)
+    assert float(re.search(r"\((\S+) points", message).group(1)) < -20
+    assert (tmp_path / "old.onnx").read_bytes() == b"previous export"
+    assert export_onnx(damaged, tmp_path / "plain.onnx").accuracy is None  # float32 alone is exported as before
+
+
+@pytest.mark.slow
+def test_onnxruntime_gives_the_top1_of_pytorch_on_mnist_test_images(trained_checkpoint, mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+    model, _ = load_checkpoint(trained_checkpoint, "cpu")
+    images = load_dataset("mnist", "test", mnist_dir).images[:2000]
+    expected = load_runner(model, trained_checkpoint, "torch").logits(images)
+    runner = load_runner(model, trained_checkpoint, "onnxruntime")
+    assert isinstance(runner, OnnxRunner)
+    got = runner.logits(images)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert (got - expected).abs().max() <= 1e-4
+    one = runner.logits(images[:1])  # one sample takes the single-threaded session
+    assert torch.equal(one.argmax(1), expected[:1].argmax(1))
+    cached = list((tmp_path / "cache" / "onnx").iterdir())
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    auto = load_runner(model, trained_checkpoint, "auto")  # exported once: the cached file is reused
+    assert cached[0].stat().st_mtime_ns == stamp
+    for batch in (1, 300, 1, 300):
+        assert torch.equal(auto.logits(images[:batch]).argmax(1), expected[:batch].argmax(1))
+    assert sorted(auto.chosen) == [1, 9]  # one choice per size class, measured once each
+
+
+@pytest.mark.slow
+def test_predict_with_onnxruntime_names_a_sequence_longer_than_its_file_takes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = LSTMClassifier(3, hidden_size=8, num_layers=1, num_classes=2, inputs=dict(kind="sequences", steps=20))
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig(dataset="x.npz"))
+    np.savez(tmp_path / "short.npz", X=np.random.default_rng(0).normal(size=(4, 20, 3)).astype(np.float32))
+    np.savez(tmp_path / "long.npz", X=np.zeros((1, 25, 3), np.float32))
+    torch_results = predict_files(checkpoint, [tmp_path / "short.npz"], device="cpu")
+    short, long = predict_files(checkpoint, [tmp_path / "short.npz", tmp_path / "long.npz"], device="cpu", runtime="onnxruntime")[3:]
+    assert short.top[0].label == torch_results[3].top[0].label
+    assert abs(short.top[0].probability - torch_results[3].top[0].probability) < 1e-5
+    assert long.to_dict() == {"file": str(tmp_path / "long.npz"), "error": (
+        "a sequence of 25 steps is longer than the 20 the ONNX file takes; use --runtime torch, or export with a "
+        "larger --max-length")}

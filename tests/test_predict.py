@@ -133,3 +133,21 @@ def test_cli_table_for_mnist_like_files_without_preprocessing(image_checkpoint, 
         block = lines[4 * number : 4 * number + 4]
         assert block[0] == file
         assert [line.split() for line in block[1:]] == [[g.label, f"{100 * g.probability:.2f}", "%"] for g in top]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "auto"])
+def test_cli_predicts_the_same_with_onnxruntime(image_checkpoint, test_digits, tmp_path, cli, monkeypatch, runtime):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+    files = []
+    for index in range(3):
+        np.save(tmp_path / f"digit{index}.npy", test_digits.images[index].numpy())
+        files.append(str(tmp_path / f"digit{index}.npy"))
+    with_torch = cli("predict", str(image_checkpoint), *files, "--json", "--device", "cpu")
+    done = cli("predict", str(image_checkpoint), *files, "--json", "--device", "cpu", "--runtime", runtime)
+    assert done.returncode == 0, done.stderr
+    expected, got = json.loads(with_torch.stdout), json.loads(done.stdout)
+    assert [[g["label"] for g in r["top"]] for r in got] == [[g["label"] for g in r["top"]] for r in expected]
+    assert all(g["probability"] == pytest.approx(e["probability"], abs=1e-5)
+               for r, q in zip(got, expected) for g, e in zip(r["top"], q["top"]))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .config import FLAG_CHOICES, GROUPS, TrainConfig
+from .config import FLAG_CHOICES, GROUPS, INT8_MAX_LOSS, RUNTIMES, TrainConfig
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 
 # The fields that are `seqlstm train` flags: those with help text.
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqlstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    runtime_help = ("what runs the model: PyTorch, ONNX Runtime (the export extra; the checkpoint is exported once "
+                    "and cached; CPU only), or auto, whichever is faster for each batch size, measured on first use "
+                    "(default: %(default)s)")
     data_dir_help = "folder holding the dataset's files (gzip or raw); nothing is downloaded when given"
     device_help = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: %(default)s)"
 
@@ -103,10 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the 28x28 image the model saw for each file to DIR/<file stem>.png (<stem>-2.png, ... "
                         "when two files share a stem)")
     p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES, help=runtime_help)
 
     o = commands.add_parser("export", help="export a checkpoint to ONNX, verified against PyTorch with onnxruntime")
     o.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     o.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
+    o.add_argument("--max-length", type=int, metavar="T",
+                   help="models reading sequences: the longest sequence the file takes; any length from 1 to T is "
+                        "accepted, and every call computes T steps (default: the longest training sequence)")
+    o.add_argument("--int8", action="store_true",
+                   help="int8 weights (ONNX Runtime's dynamic quantization): a smaller file, faster at batch 1; "
+                        "its accuracy on the test split is printed beside float32's")
+    o.add_argument("--int8-max-loss", type=float, default=INT8_MAX_LOSS, metavar="POINTS",
+                   help="refuse the int8 file (nothing written) when it loses more than POINTS of test accuracy "
+                        "(default: %(default)s)")
+    o.add_argument("--data-dir", metavar="DIR", help=data_dir_help + " (the test split --int8 is measured on)")
 
     s = commands.add_parser("serve", help="a web page to draw a digit and watch the model read it, with a JSON API")
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
@@ -115,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port to listen on; 0 takes any free port, which the printed URL shows (default: %(default)s)")
     s.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                    help="close a connection whose request has not fully arrived within S seconds (default: %(default)s)")
+    s.add_argument("--runtime", default="torch", choices=RUNTIMES,
+                   help=runtime_help.replace("(default", "for answers without traces (traces are PyTorch's) (default"))
     return parser
 
 
@@ -328,7 +344,7 @@ def run(args: argparse.Namespace, recorders: Sequence) -> int:
         from .prediction import predict_files
 
         results = predict_files(args.checkpoint, args.files, args.top_k, not args.no_preprocess, args.save_preprocessed,
-                                args.device)
+                                args.device, args.runtime)
         print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_predictions(results))
         failed = sum(r.error is not None for r in results)
         if failed:
@@ -337,10 +353,10 @@ def run(args: argparse.Namespace, recorders: Sequence) -> int:
     elif args.command == "export":
         from .export import export_onnx
 
-        print(export_onnx(args.checkpoint, args.onnx).summary())
+        print(export_onnx(args.checkpoint, args.onnx, args.max_length, args.int8, args.int8_max_loss, args.data_dir).summary())
     elif args.command == "serve":
         from .web import serve
 
         serve(args.checkpoint, args.host, args.port, log=lambda line: print(line, flush=True),
-              request_timeout=args.request_timeout)
+              request_timeout=args.request_timeout, runtime=args.runtime)
     return 0

@@ -23,6 +23,9 @@ CELLS = ("lstm", "gru", "seed")  # model/cells.py
 POOLS = ("last", "mean", "max", "attention")  # model/classifier.py
 VIEWS = ("rows", "pixels", "permuted")  # model/inputs.py
 LOGGER_NAMES = ("tensorboard",)  # training/recorders.py's LOGGERS
+RUNTIMES = ("torch", "onnxruntime", "auto")  # runtime.py: what runs a model for predict and serve
+# export.py: the test accuracy, in points, that int8 weights may cost before `export --int8` refuses them.
+INT8_MAX_LOSS = 0.2
 
 RECIPES = {
     "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none",

@@ -20,6 +20,7 @@ from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
 from .evaluation import logits_of
+from .runtime import load_runner
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def predict_files(
     preprocess: bool = True,
     save_preprocessed: str | os.PathLike | None = None,
     device: str = "auto",
+    runtime: str = "torch",
 ) -> list[FilePrediction]:
     """Load `checkpoint` and predict each file; a file that fails gets its error, the rest go on.
 
@@ -118,12 +120,15 @@ def predict_files(
     training images were; for a model trained on sequences, a .npz, .ts or .csv file, every sequence
     in it predicted (`file[i]`).
     `save_preprocessed`: a folder to write each prepared image to, as `<file stem>.png`.
+    `runtime`: what runs the model, "torch", "onnxruntime" or "auto" (see runtime.py).
     Raises (instead of returning per-file errors) only for what stops every file: an unreadable
-    checkpoint, an unknown device, a bad `top_k`, `save_preprocessed` for a model that reads no images.
+    checkpoint, an unknown device or runtime, a bad `top_k`, `save_preprocessed` for a model that
+    reads no images.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
     model, config = load_checkpoint(checkpoint, resolve_device(device))
+    runner = load_runner(model, checkpoint, runtime)
     if save_preprocessed is not None and not model.reads_images:
         raise ConfigError("--save-preprocessed writes images; this model reads sequences")
     source = source_for(config.dataset)
@@ -131,12 +136,13 @@ def predict_files(
     for path in files:
         try:
             names, raw, lengths = source.read_inputs(path, config, model, preprocess)
+            logits = runner.logits(raw, lengths)
         except (DataError, InputError) as e:
             results.append(FilePrediction(str(path), error=str(e)))
             continue
         if save_preprocessed is not None:
             seen.append((Path(path).stem, raw[0].numpy()))
-        guesses = top_guesses(logits_of(model, raw, lengths=lengths), top_k, model.classes)
+        guesses = top_guesses(logits, top_k, model.classes)
         results += [FilePrediction(name, top) for name, top in zip(names, guesses)]
     if seen:
         save_images(Path(save_preprocessed), seen, files)

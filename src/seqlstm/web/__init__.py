@@ -22,10 +22,12 @@ def serve(
     port: int = 8000,
     log: Callable[[str], None] | None = None,
     request_timeout: float = 30.0,
+    runtime: str = "torch",
 ) -> None:
     """Serve the drawing page and the JSON API for the model in `checkpoint` until interrupted.
 
     A client must send each request whole within `request_timeout` seconds, or its connection is closed.
+    `runtime` runs the answers without traces (see `create_app`).
 
     Listens on `host`:`port` (port 0: any free port) and, once connections are accepted, passes
     one line with the page's URL to `log`. Runs until Ctrl+C (SIGINT) or SIGTERM: uvicorn then
@@ -42,7 +44,7 @@ def serve(
         from .protocol import with_deadline
     except ImportError as e:
         raise ServeError(f"`seqlstm serve` needs FastAPI and uvicorn, and {e.name} is missing; {INSTALL_HINT}") from None
-    app = create_app(checkpoint)
+    app = create_app(checkpoint, runtime)
     listener = listen(host, port)
     bound = listener.getsockname()[1]
     url = f"http://[{host}]:{bound}/" if ":" in host else f"http://{host}:{bound}/"

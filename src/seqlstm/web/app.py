@@ -28,6 +28,7 @@ from ..explanation import plain, trace_sample, unit_order
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
 from ..prediction import check_reads_images, prepare_image
+from ..runtime import load_runner
 
 # The largest request body accepted. A drawing from the page is a PNG of a few kilobytes and a
 # 28x28 JSON array under 4 KB; 1 MiB leaves room for photos while keeping memory per request small.
@@ -108,11 +109,12 @@ PREDICT_ERRORS = {
 }
 
 
-def create_app(checkpoint: str | os.PathLike) -> FastAPI:
+def create_app(checkpoint: str | os.PathLike, runtime: str = "torch") -> FastAPI:
     """The app serving the model in `checkpoint` (on the CPU: one drawing at a time is fastest there).
 
-    Raises CheckpointError for an unreadable checkpoint and ConfigError for a model that does not
-    read 28x28 images row by row.
+    `runtime` runs the answers without traces: "torch", "onnxruntime" or "auto" (runtime.py); the
+    traces are always PyTorch's. Raises CheckpointError for an unreadable checkpoint and ConfigError
+    for a model that does not read 28x28 images row by row.
     """
     model, config = load_checkpoint(checkpoint, "cpu")
     check_reads_images(model)
@@ -121,6 +123,7 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
             f"this model reads images pixel by pixel (--view {model.inputs.view}); the page shows a "
             "model reading rows, so serve a model trained with --view rows (evaluate and predict take this one)"
         )
+    runner = load_runner(model, checkpoint, runtime)
     classes = list(model.classes)
     info = ModelInfo(
         checkpoint=Path(checkpoint).name,
@@ -170,7 +173,8 @@ def create_app(checkpoint: str | os.PathLike) -> FastAPI:
     ) -> JSONResponse:
         media = media_type(request)
         body = await read_body(request)
-        reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces, config.dataset)
+        reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces, config.dataset,
+                                          runner)
         return JSONResponse(reading)
 
     return app
@@ -217,11 +221,12 @@ def too_large(what: str) -> HTTPException:
 
 
 def read_drawing(
-    model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool, style: str
+    model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool, style: str,
+    runner,
 ) -> dict:
     """The API's answer for one request body (see `Reading`), the picture prepared as `style`'s
     (the model's dataset) were; HTTP 400 when the body cannot be decoded, 422 when it is no usable
-    picture of a character."""
+    picture of a character. Without traces, `runner` (runtime.py) answers."""
     if not body:
         raise HTTPException(400, f"the body is empty; {SEND}")
     png = media == "image/png"
@@ -233,6 +238,10 @@ def read_drawing(
         image = prepare_image(decoded if png else json_image(decoded), preprocess, "the image", style)
     except InputError as e:
         raise HTTPException(422, str(e)) from None
+    if not traces:
+        final = runner.logits(torch.as_tensor(image)[None])[0].softmax(dim=0)
+        return {"prediction": classes[int(final.argmax())], "probabilities": plain(final), "image": image.tolist(),
+                "traces": None, "unit_order": None}
     with torch.inference_mode():
         trace = trace_sample(model, torch.as_tensor(image))
     final = trace["probabilities"][-1]
@@ -240,8 +249,8 @@ def read_drawing(
         "prediction": classes[int(final.argmax())],
         "probabilities": plain(final),
         "image": image.tolist(),
-        "traces": {name: plain(t, TRACE_DECIMALS) for name, t in trace.items()} if traces else None,
-        "unit_order": unit_order(trace).tolist() if traces else None,
+        "traces": {name: plain(t, TRACE_DECIMALS) for name, t in trace.items()},
+        "unit_order": unit_order(trace).tolist(),
     }
 
 
