@@ -7,7 +7,9 @@ on the float32 and the int8 file that `seqlstm export` writes, it prints:
   - batch-1000 throughput (sequences/s over `--seconds`),
   - that throughput as a fraction of this machine's matrix-multiply peak in the runtime's number
     format, measured here in the same run: the recurrent core's forward FLOPs per sequence
-    (2 x gates x hidden x (inputs + hidden) per layer, direction and step) x throughput / peak.
+    (2 x gates x hidden x (inputs + hidden) per layer, direction and step) x throughput / peak;
+  - for an LSTM, the throughput its matrix products alone and its gate arithmetic alone would
+    allow in bf16: what bounds the batch-1000 figure.
 Figures only; nothing passes or fails. Without CKPT it trains the tutorial's model first (2 epochs).
 
     python benchmarks/inference.py [CKPT] [--data-dir DIR] [--calls 1000] [--seconds 5] [--json PATH]
@@ -51,6 +53,47 @@ def gemm_peak(dtype: torch.dtype, seconds: float = 2.0, m: int = BATCH, k: int =
         multiply(a, b)
         count += 1
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
+
+
+def rate(work, seconds: float = 2.0) -> float:
+    """Calls of `work` per second, after a few unmeasured ones."""
+    for _ in range(3):
+        work()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        work()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def lstm_parts(hparams: dict) -> dict:
+    """Sequences/s at batch 1000 that each half of an LSTM core's work alone would allow, in bf16:
+    its matrix products (one input product per layer over all steps, then one recurrent product per
+    step), and its gate arithmetic (σ, tanh and the cell update per step, as separate operations).
+    What a runtime reaches with both is below either."""
+    steps = math.ceil(hparams["inputs"]["steps"] / hparams["patch"])
+    hidden, inputs, layers = hparams["hidden_size"], hparams["input_size"] * hparams["patch"], hparams["num_layers"]
+    bf16 = torch.bfloat16
+    state, cell = torch.randn(BATCH, hidden).to(bf16), torch.randn(BATCH, hidden).to(bf16)
+    weights = [torch.randn(inputs if layer == 0 else hidden, 4 * hidden).to(bf16) for layer in range(layers)]
+    recurrent = torch.randn(hidden, 4 * hidden).to(bf16)
+    sequences = [torch.randn(BATCH * steps, inputs if layer == 0 else hidden).to(bf16) for layer in range(layers)]
+    gates = torch.randn(BATCH, 4 * hidden).to(bf16)
+
+    def products():
+        for layer in range(layers):
+            sequences[layer] @ weights[layer]
+            for _ in range(steps):
+                state @ recurrent
+
+    def arithmetic():
+        for _ in range(layers * steps):
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+            torch.sigmoid(o) * torch.tanh(c)
+
+    with torch.inference_mode():
+        return {"matrix_products_alone": BATCH * rate(products), "gate_arithmetic_alone": BATCH * rate(arithmetic)}
 
 
 def forward_flops(hparams: dict) -> float:
@@ -146,6 +189,7 @@ def main() -> None:
         export_onnx(checkpoint, f"{folder}/int8.onnx", int8=True, max_loss=100, data_dir=args.data_dir)
         with fresh.Pool(1) as pool:
             peaks = {dtype: pool.apply(gemm_peak, (dtype,)) for dtype in (torch.float32, torch.bfloat16, torch.int8)}
+            parts = pool.apply(lstm_parts, (model.hparams,)) if model.cell == "lstm" else None
         rows = {}
         for name, dtype in RUNTIMES.items():
             with fresh.Pool(1) as pool:
@@ -162,11 +206,14 @@ def main() -> None:
     for name, row in rows.items():
         print(f"{name:22s} {row['accuracy']:8.2f}% {row['p50_ms']:10.3f} {row['p99_ms']:10.3f} {row['throughput']:12,.0f} "
               f"{row['peak_fraction']:7.0%} {row['throughput'] / base:13.2f}x")
+    if parts is not None:
+        print(f"bf16 at batch {BATCH}, each half of the LSTM's work alone: matrix products {parts['matrix_products_alone']:,.0f} "
+              f"seq/s, gate arithmetic {parts['gate_arithmetic_alone']:,.0f} seq/s")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"provenance": provenance(threads=torch.get_num_threads()), "checkpoint": str(checkpoint),
              "mflop_per_sequence": flops / 1e6, "gemm_peak_g_per_s": {str(d).removeprefix("torch."): p for d, p in peaks.items()},
-             "runtimes": rows}, indent=2) + "\n")
+             "lstm_parts_bf16_seq_per_s": parts, "runtimes": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -206,8 +206,7 @@ def test_int8_that_loses_accuracy_is_refused_with_the_figures_and_nothing_writte
 
 
 @pytest.mark.slow
-def test_onnxruntime_gives_the_top1_of_pytorch_on_mnist_test_images(trained_checkpoint, mnist_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+def test_onnxruntime_gives_the_top1_of_pytorch_on_mnist_test_images(trained_checkpoint, mnist_dir, tmp_path):
     model, _ = load_checkpoint(trained_checkpoint, "cpu")
     images = load_dataset("mnist", "test", mnist_dir).images[:2000]
     expected = load_runner(model, trained_checkpoint, "torch").logits(images)
@@ -229,8 +228,7 @@ def test_onnxruntime_gives_the_top1_of_pytorch_on_mnist_test_images(trained_chec
 
 
 @pytest.mark.slow
-def test_predict_with_onnxruntime_names_a_sequence_longer_than_its_file_takes(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
+def test_predict_with_onnxruntime_names_a_sequence_longer_than_its_file_takes(tmp_path):
     torch.manual_seed(0)
     model = LSTMClassifier(3, hidden_size=8, num_layers=1, num_classes=2, inputs=dict(kind="sequences", steps=20))
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig(dataset="x.npz"))

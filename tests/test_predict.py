@@ -137,9 +137,8 @@ def test_cli_table_for_mnist_like_files_without_preprocessing(image_checkpoint, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnxruntime", "auto"])
-def test_cli_predicts_the_same_with_onnxruntime(image_checkpoint, test_digits, tmp_path, cli, monkeypatch, runtime):
+def test_cli_predicts_the_same_with_onnxruntime(image_checkpoint, test_digits, tmp_path, cli, runtime):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path / "cache"))
     files = []
     for index in range(3):
         np.save(tmp_path / f"digit{index}.npy", test_digits.images[index].numpy())

@@ -127,8 +127,7 @@ def test_a_json_array_is_prepared_like_a_file_or_taken_as_it_is(client, trained_
 
 
 @pytest.mark.slow
-def test_answers_without_traces_come_from_onnxruntime_when_asked(trained_checkpoint, digits, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEQLSTM_CACHE", str(tmp_path))
+def test_answers_without_traces_come_from_onnxruntime_when_asked(trained_checkpoint, digits, tmp_path):
     model, _ = load_checkpoint(trained_checkpoint)
     with TestClient(create_app(trained_checkpoint, runtime="onnxruntime")) as onnx_client:
         for index in range(20):
@@ -137,7 +136,7 @@ def test_answers_without_traces_come_from_onnxruntime_when_asked(trained_checkpo
             traced = onnx_client.post("/api/predict?preprocess=false", json=digit.tolist()).json()  # PyTorch's traces
             assert fast["probabilities"] == pytest.approx(traced["probabilities"], abs=1e-5)
             assert fast["prediction"] == traced["prediction"] == predict(model, digit[None])[0][0].label
-    assert len(list((tmp_path / "onnx").iterdir())) == 1  # the checkpoint's ONNX file, exported once
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1  # the checkpoint's ONNX file, exported once
 
 
 @pytest.mark.slow
