@@ -30,9 +30,10 @@ def test_the_names_a_user_chooses_from_are_those_implemented():
 
 
 @pytest.mark.e2e
-def test_help_and_version_do_not_load_pytorch():
+def test_every_commands_help_and_version_work_without_loading_pytorch():
+    commands = ("train", "evaluate", "plot", "explain", "predict", "export", "serve")
     code = ("import sys, contextlib, io\nfrom seqlstm.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['--version']):\n"
+            f"for argv in (['--help'], ['--version'], *([c, '--help'] for c in {commands!r})):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "        main(argv)\n"
             "print(sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))")

@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                    help="close a connection whose request has not fully arrived within S seconds (default: %(default)s)")
     s.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                   help=runtime_help.replace("(default", "for answers without traces (traces are PyTorch's) (default"))
+                   help="what answers the requests without traces: torch, onnxruntime or auto, as for predict; the "
+                        "traces are always PyTorch's (default: %(default)s)")
     return parser
 
 
