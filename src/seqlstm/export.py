@@ -131,7 +131,7 @@ def export_onnx(
                 if accuracy["float32"] - accuracy["int8"] > max_loss:
                     raise ExportError(f"{accuracy_line(accuracy, 'test')}: more than the {max_loss:g} points "
                                       f"--int8-max-loss allows; {out} was not written. Export without --int8, or allow more")
-            label(tmp, model, max_length if reads_sequences else None, int8)
+            write_metadata(tmp, model, max_length if reads_sequences else None, int8)
 
     replace_atomically(out, write_checked, reads=[checkpoint])
     steps = f"1-{max_length} steps, " if reads_sequences else ""
@@ -242,7 +242,7 @@ def onnx_accuracy(runner: OnnxRunner, test) -> float:
     return summarise(runner.logits(test.inputs, test.lengths), test.labels, "test").accuracy
 
 
-def label(path: Path, model: torch.nn.Module, max_length: int | None, int8: bool) -> None:
+def write_metadata(path: Path, model: torch.nn.Module, max_length: int | None, int8: bool) -> None:
     """Record in the file's metadata what a program running it needs: the class names in output
     order, the input's form, and what wrote it."""
     import onnx
