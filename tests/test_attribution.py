@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_task
 from seqlstm import LSTMClassifier, TrainConfig, train
-from seqlstm.attribution import attribute
+from seqlstm.attribution import attribute, deletion
 from seqlstm.data.records import Arrays
 
 pytest.importorskip("captum", reason='attributions need pip install ".[attribute]"')
@@ -57,16 +57,57 @@ def test_a_chosen_class_is_explained_and_the_model_keeps_its_mode():
     assert result.target.tolist() == [3, 3] and model.training
 
 
-def test_the_steps_that_decide_get_the_attribution():
-    # tiny_task's class is set by the level of feature 0 in the first 4 of 16 steps; the rest is noise.
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A model trained on tiny_task, whose class is set by the level of feature 0 in the first 4 of
+    16 steps (the rest is noise), and that task's test samples."""
     task = tiny_task(300, seed=0)
     config = TrainConfig(dataset=None, hidden_size=16, num_layers=1, conv=0, batch_size=20, epochs=20, lr=0.01,
                          val_size=0, patience=0, precision="fp32")
     model = train(config, log=lambda line: None, source=Arrays(task["X"], task["y"]), files=False).model
     test = tiny_task(60, seed=1)
-    result = attribute(model, torch.from_numpy(test["X"]))
+    # The model did learn the task (chance is 1/3; four noisy steps allow about 85 %).
+    assert np.mean(model.eval()(torch.from_numpy(test["X"])).argmax(1).numpy() == test["y"]) > 0.6
+    return model, torch.from_numpy(test["X"])
+
+
+def test_the_steps_that_decide_get_the_attribution(tiny_model):
+    model, x = tiny_model
+    result = attribute(model, x)
     strength = result.values.abs().mean(dim=0)  # (steps, features)
     deciding = float(strength[:4, 0].mean())
     assert deciding > 3 * float(strength[4:].mean()) and deciding > 3 * float(strength[:, 1].mean())
-    # The model did learn the task (chance is 1/3; four noisy steps allow about 85 %).
-    assert np.mean(model.eval()(torch.from_numpy(test["X"])).argmax(1).numpy() == test["y"]) > 0.6
+
+
+def test_masking_the_most_attributed_steps_first_takes_the_answer_away_fastest(tiny_model):
+    model, x = tiny_model
+    check = deletion(model, x, points=17, repeats=5)  # one point per step of 16
+    assert check.attributed.shape == check.random.shape == (len(x), 17)
+    torch.testing.assert_close(check.attributed[:, 0], check.random[:, 0])  # nothing masked: the same answer
+    torch.testing.assert_close(check.attributed[:, -1], check.random[:, -1])  # everything masked: the baseline's
+    attributed, random = check.areas()
+    assert attributed < random - 0.1, (attributed, random)
+    # The four deciding steps are masked first, while four random steps of 16 usually leave some of them.
+    assert check.attributed[:, 4].mean() < check.random[:, 4].mean() - 0.15
+
+
+def test_deletion_masks_only_real_steps_and_pixels_in_the_order_the_model_reads_them():
+    torch.manual_seed(0)
+    model = LSTMClassifier(1, hidden_size=8, num_layers=1, inputs=dict(view="permuted", image_shape=(28, 28), perm_seed=1))
+    raw = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
+    check = deletion(model, raw, points=3, repeats=2)
+    with torch.no_grad():
+        blank = model(torch.zeros(1, 28, 28)).softmax(1)[0]
+    target = attribute(model, raw).target
+    torch.testing.assert_close(check.attributed[:, -1], blank[target])  # every pixel masked: a blank image
+
+    sequences = LSTMClassifier(2, hidden_size=8, num_layers=1, num_classes=3, inputs=dict(kind="sequences", steps=10))
+    sequences.inputs.mean.copy_(torch.tensor([0.5, -1.0]))
+    x, lengths = torch.randn(2, 10, 2), torch.tensor([10, 4])
+    check = deletion(sequences, x, lengths, points=2, repeats=1)
+    masked = sequences.inputs.mean.expand(2, 10, 2).clone()
+    masked[1, 4:] = x[1, 4:]  # the padding is no step of the sequence: whatever it holds, it is never read
+    with torch.no_grad():
+        expected = sequences(masked, lengths).softmax(1)
+    target = attribute(sequences, x, lengths).target
+    torch.testing.assert_close(check.attributed[:, -1], expected.gather(1, target[:, None])[:, 0])

@@ -1,10 +1,12 @@
 """`explain`: the figure and the numbers for one sample, through the API and the CLI."""
 
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, tiny_task
 from PIL import Image
 
 from seqlstm import ConfigError, LSTMClassifier, TrainConfig, explain, save_checkpoint
@@ -44,6 +46,32 @@ def test_explain_writes_a_png_and_json_for_every_cell(tmp_path, mnist_dir, cell)
     assert set(data["gate_means"]) == set(GATES[cell])
     assert all((len(v), len(v[0])) == (2, 28) for v in data["gate_means"].values())
     assert (len(data["cell_norm"]), len(data["cell_norm"][0])) == (2, 28)
+    check_attribution(data, (28, 28), 28)
+
+
+def check_attribution(data: dict, shape: tuple[int, int], steps: int) -> None:
+    """The JSON's attributions: toward the prediction, of the input's shape, complete, and summed per step."""
+    found = data["attribution"]
+    assert found["target"] == data["predicted"]
+    assert (len(found["values"]), len(found["values"][0])) == shape
+    assert len(found["per_step"]) == steps
+    total = sum(map(sum, found["values"]))
+    assert sum(found["per_step"]) == pytest.approx(total, abs=1e-4)
+    assert total == pytest.approx(found["logit_change"] + found["completeness_error"], abs=1e-4)
+    assert abs(found["completeness_error"]) <= 0.01 * max(1.0, abs(found["logit_change"]))
+
+
+def test_explain_attributes_a_sequence_models_answer_to_its_steps_and_features(tmp_path):
+    np.savez(tmp_path / "tiny.npz", **tiny_task())
+    torch.manual_seed(0)
+    shape = dict(patch=3, conv=4, pool="mean")
+    model = LSTMClassifier(2, hidden_size=8, num_layers=1, num_classes=3, inputs=dict(kind="sequences", steps=16), **shape)
+    path = save_checkpoint(tmp_path / "seq.ckpt", model, TrainConfig(dataset=str(tmp_path / "tiny.npz"), hidden_size=8,
+                                                                     num_layers=1, **shape))
+    result = explain(path, 2, out=tmp_path / "seq.png", json_path=tmp_path / "seq.json")
+    assert (tmp_path / "seq.png").read_bytes().startswith(PNG_SIGNATURE)
+    check_attribution(json.loads((tmp_path / "seq.json").read_text()), (16, 2), 6)  # 16 steps read in patches of 3
+    assert result.attribution_read.shape == (16, 2)
 
 
 def test_explain_agrees_with_the_model(tmp_path, mnist_dir):
@@ -118,3 +146,12 @@ def test_the_json_holds_the_unit_order_the_figure_uses(tmp_path, mnist_dir):
     result = explain(checkpoint(tmp_path, "gru"), 0, out=None, json_path=tmp_path / "g.json", data_dir=mnist_dir)
     order = json.loads((tmp_path / "g.json").read_text())["unit_order"]
     assert order == result.unit_order().tolist() and [sorted(layer) for layer in order] == [list(range(12))] * 2
+
+
+def test_without_captum_explain_leaves_the_attributions_out_and_says_so(tmp_path, mnist_dir, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "captum.attr", None)  # as if the attribute extra were not installed
+    path = checkpoint(tmp_path, "gru", layers=1)
+    result = explain(path, 0, out=tmp_path / "g.png", json_path=tmp_path / "g.json", data_dir=mnist_dir)
+    assert result.attribution is None and json.loads((tmp_path / "g.json").read_text())["attribution"] is None
+    assert (tmp_path / "g.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert 'install it with: pip install "seqlstm[attribute]"; the figure and JSON leave the attributions out' in caplog.text

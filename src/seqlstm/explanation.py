@@ -1,8 +1,11 @@
-"""`explain`: one sample through a trained model, every gate at every step, as a figure and numbers."""
+"""`explain`: one sample through a trained model, every gate at every step, and which inputs decided
+its answer (integrated gradients), as a figure and numbers."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +13,15 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable, replace_atomically
+from .attribution import Attribution, attribute
 from .checkpoint import load_checkpoint
 from .data.records import samples_for
 from .device import resolve_device
 from .errors import ConfigError
 from .model import trace_gates
 from .model.cells import GATES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +37,12 @@ class Explanation:
     predicted: int
     classes: tuple[str, ...]
     trace: dict[str, torch.Tensor]  # name -> (layers, seq, hidden); "probabilities" -> (seq, classes)
+    # Integrated gradients toward `predicted` (attribution.py): values (1, H, W) for an image, (1, T, F)
+    # for a sequence; and the same values in the order the model reads its input, (input steps,
+    # features): an image's rows as they are, its pixels one per step for the pixel views. None
+    # without Captum.
+    attribution: Attribution | None = None
+    attribution_read: torch.Tensor | None = None
     figure: Path | None = None
     json: Path | None = None
 
@@ -49,6 +61,15 @@ class Explanation:
     def cell_norm(self) -> torch.Tensor:
         """L2 norm of the memory per step, (layers, seq): the cell state c, or the GRU's hidden state."""
         return self.trace["cell" if "cell" in self.trace else "hidden"].norm(dim=-1)
+
+    def attribution_per_step(self) -> torch.Tensor:
+        """(seq,): the attribution of what each core step read, summed over its features (and over
+        the input steps of its patch), aligned with the gate means."""
+        per_input_step = self.attribution_read.sum(dim=-1)
+        steps = self.trace["probabilities"].shape[0]
+        patch = math.ceil(len(per_input_step) / steps)
+        padded = torch.nn.functional.pad(per_input_step, (0, steps * patch - len(per_input_step)))
+        return padded.reshape(steps, patch).sum(dim=1)
 
     def summary(self) -> str:
         confidence = 100 * float(self.trace["probabilities"][-1, self.predicted])
@@ -75,6 +96,15 @@ class Explanation:
             "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
             "unit_order": self.unit_order().tolist(),
             "cell_norm": plain(self.cell_norm()),
+            "attribution": None if self.attribution is None else {
+                "method": "integrated gradients toward the predicted class, from a blank image (sequences: the "
+                          "training mean); values [row][column] for an image, [step][feature] for a sequence",
+                "target": int(self.attribution.target[0]),
+                "values": plain(self.attribution.values[0]),
+                "per_step": plain(self.attribution_per_step()),
+                "logit_change": float(self.attribution.gap[0]),
+                "completeness_error": float(self.attribution.error[0]),
+            },
         }
 
 
@@ -110,6 +140,20 @@ def trace_sample(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Ten
     return trace
 
 
+def attribution_of(model: torch.nn.Module, raw: torch.Tensor, target: int) -> tuple[Attribution | None, torch.Tensor | None]:
+    """Integrated gradients of one raw sample (without padding) toward `target`, and its values in
+    the model's reading order (input steps, features); (None, None), with a logged note, when
+    Captum is missing."""
+    try:
+        result = attribute(model, raw[None], target=target)
+    except ImportError as e:
+        log.warning("%s; the figure and JSON leave the attributions out", e)
+        return None, None
+    result = Attribution(*(t.cpu() for t in (result.values, result.target, result.gap, result.error)))
+    # The input transform's arrangement is a reshape and a reordering: it moves attributions as it moves inputs.
+    return result, model.inputs.arrange(result.values)[0]
+
+
 def explain(
     checkpoint: str | os.PathLike,
     index: int,
@@ -139,6 +183,7 @@ def explain(
     if samples.lengths is not None:
         raw = raw[: int(samples.lengths[index])]  # the padding after a sequence is never read for its answer
     trace = trace_sample(model, raw)
+    predicted = int(trace["probabilities"][-1].argmax())
     result = Explanation(
         cell=model.cell,
         split=split,
@@ -146,10 +191,11 @@ def explain(
         inputs=model.inputs.arrange(raw[None].to(next(model.parameters()).device))[0].cpu(),
         image=model.inputs.pictures(raw),
         label=int(samples.labels[index]),
-        predicted=int(trace["probabilities"][-1].argmax()),
+        predicted=predicted,
         classes=model.classes,
         trace=trace,
     )
+    result.attribution, result.attribution_read = attribution_of(model, raw, predicted)
     if out is not None:
         # Imported here so that training and evaluation never load matplotlib.
         from .plots import gate_figure, save_figure

@@ -115,7 +115,12 @@ def step_label(inputs: int, steps: int) -> str:
 
 def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> None:
     steps = probabilities.shape[0]
-    image_ax, prob_ax, line_ax = sub.subplots(1, 3, width_ratios=[1, 1.2, 3])
+    if e.attribution is None:
+        image_ax, prob_ax, line_ax = sub.subplots(1, 3, width_ratios=[1, 1.2, 3])
+    else:
+        image_ax, prob_ax, line_ax, attribution_ax = sub.subplots(
+            1, 4, width_ratios=[1, 1.2, 2.4, 1.3 if e.image is not None else 3])
+        draw_attribution(sub, attribution_ax, e)
     rows = e.image is not None and tuple(e.image.shape) == tuple(e.inputs.shape)
     if rows:
         image_ax.imshow(e.image.numpy(), cmap="gray_r", extent=(0.5, e.image.shape[1] + 0.5, steps + 0.5, 0.5))
@@ -175,6 +180,41 @@ def draw_input_and_answer(sub, e: "Explanation", probabilities: np.ndarray) -> N
     line_ax.grid(alpha=0.3)
 
 
+# Features drawn in the attribution panel of a sequence: those with the most attribution, at most this many.
+SHOWN_FEATURES = 8
+
+
+def draw_attribution(sub, ax, e: "Explanation") -> None:
+    """Integrated gradients toward the prediction: a map over the image, or each feature of a
+    sequence as its line over a band coloured by each step's attribution (red for, blue against)."""
+    values = e.attribution.values[0].numpy()
+    limit = float(np.abs(values).max()) or 1.0
+    style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    title = f"what decided {e.classes[e.predicted]!r}:\nintegrated gradients (red for, blue against)"
+    if e.image is not None:
+        shown = ax.imshow(values, **style)
+        ax.set_xlabel("pixel column")
+        ax.set_ylabel("image row")
+    else:
+        inputs = e.inputs.numpy()
+        strongest = np.argsort(np.abs(values).sum(axis=0))[::-1][:SHOWN_FEATURES]
+        features = sorted(int(k) for k in strongest)
+        steps = len(values)
+        shown = ax.imshow(values[:, features].T, aspect="auto", alpha=0.75,
+                          extent=(0.5, steps + 0.5, len(features) - 0.5, -0.5), **style)
+        for row, feature in enumerate(features):
+            line = inputs[:, feature]
+            span = float(line.max() - line.min()) or 1.0
+            # Each feature's line fills its own band: row - 0.4 (its highest value) to row + 0.4.
+            ax.plot(np.arange(1, steps + 1), row + 0.4 - 0.8 * (line - line.min()) / span, color="black", linewidth=1)
+        ax.set_yticks(range(len(features)), [f"feature {k}" for k in features])
+        ax.set_xlabel("input step")
+        if len(features) < values.shape[1]:
+            title += f"\n{len(features)} of {values.shape[1]} features, those with the most"
+    ax.set_title(title, fontsize=10)
+    sub.colorbar(shown, ax=ax, shrink=0.8)
+
+
 def draw_heatmaps(sub, e: "Explanation", names: list[str], layers: int, steps: int) -> None:
     axes = sub.subplots(layers, len(names), sharex=True, sharey=True, squeeze=False)
     order = e.unit_order().numpy()
@@ -202,7 +242,20 @@ def draw_means(sub, e: "Explanation", layers: int, steps: int) -> None:
     means = {name: t.numpy() for name, t in e.gate_means().items()}
     norm = e.cell_norm().numpy()
     memory = "‖c‖ (cell state)" if "cell" in e.trace else "‖a‖ (hidden state)"
-    axes = sub.subplots(1, layers, squeeze=False)[0]
+    axes = sub.subplots(1, layers + (e.attribution is not None), squeeze=False)[0]
+    if e.attribution is not None:
+        per_step = e.attribution_per_step().numpy()
+        ax = axes[-1]
+        ax.bar(x, per_step, width=1.0, color=np.where(per_step >= 0, "tab:red", "tab:blue"))
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlim(0.5, steps + 0.5)
+        ax.set_xlabel("step")
+        ax.set_ylabel("attribution")
+        ax.set_title(f"input attribution per step: {float(per_step.sum()):+.2f} in all\n"
+                     f"(the logit's change {float(e.attribution.gap[0]):+.2f}, "
+                     f"completeness error {float(e.attribution.error[0]):+.1e})", fontsize=10)
+        ax.grid(alpha=0.3)
+        axes = axes[:-1]
     for layer, ax in enumerate(axes):
         for name, values in means.items():
             ax.plot(x, values[layer], color=GATE_COLOURS[name], label=f"mean {TITLES[e.cell][name].split(' (')[0]}")
