@@ -23,6 +23,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from conftest import tiny_task
+
 from seqlstm import (
     LSTMClassifier,
     ServeError,
@@ -416,3 +418,142 @@ def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, tm
         finally:
             browser.close()
     assert errors == []
+
+
+# --- a model of sequences: its test sequences, pasted or uploaded ones, read step by step --------
+
+
+@pytest.fixture(scope="module")
+def sequence_checkpoint(tmp_path_factory):
+    """A small model trained on tiny_task (3 classes, 16 steps of 2 features) with a held-out test share."""
+    from seqlstm import train
+
+    folder = tmp_path_factory.mktemp("sequences")
+    np.savez(folder / "tiny.npz", **tiny_task(300))
+    config = TrainConfig(dataset=str(folder / "tiny.npz"), hidden_size=8, num_layers=2, conv=0, precision="fp32",
+                         batch_size=10, epochs=5, out=str(folder / "tiny.ckpt"), run_dir=str(folder / "run"))
+    return train(config, log=lambda line: None).checkpoint
+
+
+@pytest.fixture(scope="module")
+def sequence_client(sequence_checkpoint):
+    with TestClient(create_app(sequence_checkpoint)) as test_client:
+        yield test_client
+
+
+def ts_line(values: list[list[float]], label: str | None = None) -> str:
+    """A sequence [step][feature] as a .ts case: each feature's values, features separated by ':'."""
+    groups = [",".join(repr(step[k]) for step in values) for k in range(len(values[0]))]
+    return ":".join(groups + ([label] if label is not None else []))
+
+
+def test_a_sequence_model_serves_its_test_sequences_and_reads_every_form_alike(sequence_client, sequence_checkpoint):
+    info = sequence_client.get("/api/model").json()
+    assert (info["input"], info["view"], info["features"], info["steps"], info["step_name"]) == ("sequences", None, 2, 16, "step")
+    assert info["test_samples"] > 0 and info["attributions"] is True
+    sample = sequence_client.get("/api/samples/3").json()
+    assert sample["index"] == 3 and sample["label"] in ("0", "1", "2")
+    values = sample["values"]
+    assert (len(values), len(values[0])) == (16, 2)
+
+    model, _ = load_checkpoint(sequence_checkpoint)
+    with torch.no_grad():
+        expected = model.eval()(torch.tensor([values])).softmax(1)[0]
+    as_json = sequence_client.post("/api/predict", json=values).json()
+    assert as_json["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert as_json["prediction"] == model.classes[int(expected.argmax())]
+    assert as_json["image"] is None and np.allclose(as_json["inputs"], values, atol=1e-6)
+    assert all(len(t) == 2 and len(t[0]) == 16 for name, t in as_json["traces"].items() if name != "probabilities")
+    found = as_json["attribution"]
+    assert found["target"] == int(expected.argmax())
+    assert (len(found["values"]), len(found["values"][0]), len(found["per_step"])) == (16, 2, 16)
+    assert sum(map(sum, found["values"])) == pytest.approx(found["logit_change"] + found["completeness_error"], abs=1e-3)
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(values, dtype=np.float64))
+    for body, media in ((ts_line(values, label="1"), "text/plain"), (ts_line(values), "text/csv"),
+                        (buffer.getvalue(), "application/octet-stream")):
+        answer = post(sequence_client, body.encode() if isinstance(body, str) else body, media).json()
+        assert answer["probabilities"] == pytest.approx(as_json["probabilities"], abs=1e-5), media
+    fast = post(sequence_client, json.dumps(values).encode(), "application/json", "?traces=false").json()
+    assert fast["traces"] is None and fast["attribution"] is None
+    assert fast["probabilities"] == pytest.approx(as_json["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("body, media, status, message", [
+    (b"[1, 2, 3]", "application/json", 422, "the JSON array has shape (3,); the model reads 1 to 20,000 steps of 2 features: (steps, 2)"),
+    (b'[[1, "a"]]', "application/json", 422, "the JSON array is not a rectangular array of numbers: every step needs 2 values"),
+    (b"[[1, NaN]]", "application/json", 422, "the JSON array holds NaN or infinite values; fill or cut the missing steps first"),
+    (b"1,2,3", "text/plain", 422, "the line holds 1 group of values separated by ':'; the model reads 2 features, one group each"),
+    (b"1,2:3", "text/csv", 422, "the features have different lengths: 2, 1 values"),
+    (b"1,x:3,4", "text/plain", 422, "the line holds a value that is not a number (could not convert string to float: 'x')"),
+    (b"not npy", "application/octet-stream", 400, "the body is not a .npy array"),
+    (b"\x89PNG", "image/png", 415, "Content-Type 'image/png' is not accepted; send a sequence: a JSON array of steps"),
+    (b"", "text/plain", 400, "the body is empty; send a sequence"),
+])
+def test_each_bad_sequence_gets_its_status_and_says_what_is_wrong(sequence_client, body, media, status, message):
+    response = post(sequence_client, body, media)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"].startswith(message), response.json()["detail"]
+
+
+def test_samples_out_of_range_and_for_an_image_model_are_404_with_what_to_do(sequence_client, plain_client):
+    count = sequence_client.get("/api/model").json()["test_samples"]
+    response = sequence_client.get(f"/api/samples/{count}")
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"there are {count} test sequences: ask for 0 to {count - 1}"
+    assert plain_client.get("/api/samples/0").json()["detail"] == "this model reads images; draw or upload one"
+    schema = sequence_client.get("/openapi.json").json()["paths"]["/api/predict"]["post"]["requestBody"]
+    assert set(schema["content"]) == {"application/json", "text/csv", "text/plain", "application/octet-stream"}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_real_browser_reads_a_test_sequence_and_a_pasted_one_with_gates_and_attributions(sequence_checkpoint, tmp_path):
+    executable = chromium_path()
+    process = subprocess.Popen([sys.executable, "-m", "seqlstm", "serve", str(sequence_checkpoint), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"at (http://\S+) ", process.stdout.readline()).group(1)
+        errors = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(url)
+                page.wait_for_selector("body[data-ready=true]")
+                assert page.inner_text("#title") == "Give a sequence and watch the model read it"
+                assert page.locator("#draw-card").is_hidden() and page.locator("#sequence-card").is_visible()
+                page.fill("#sample", "2")
+                page.click("#read-sample")
+                page.wait_for_selector("#gates-card:not([hidden])")
+                assert page.inner_text("#sequence-status").startswith("Test sequence 2, true class ")
+                assert page.inner_text("#prediction") in ("0", "1", "2")
+                assert page.eval_on_selector_all("#gates canvas", "cs => cs.map(c => [c.width, c.height])") == [[16, 8]] * 6
+                assert page.inner_text("#step-label").startswith("After step 16 of 16: ")
+                # The trace: both features, each over a band coloured by its attributions.
+                assert page.get_attribute("#trace", "data-features") == "0,1"
+                coloured = page.evaluate("""() => {
+                    const c = document.getElementById('trace'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    let n = 0; for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 2]) > 40) n++; return n / (d.length / 4); }""")
+                assert coloured > 0.05, coloured  # red or blue where the attributions are, not white or grey everywhere
+                assert page.locator("#attribution-note").is_visible()
+                page.screenshot(path=tmp_path / "serve-sequence.png", full_page=True)
+                print(f"screenshot: {tmp_path / 'serve-sequence.png'}")
+
+                page.fill("#pasted", "0.5,0.4,0.3,0.2,0.1:1,1,1,1,1")
+                page.click("#read-pasted")
+                page.wait_for_function("document.getElementById('sequence-status').textContent.startsWith('The pasted')")
+                assert page.inner_text("#sequence-status") == "The pasted sequence: 5 steps of 2 features."
+                assert page.inner_text("#step-label").startswith("After step 5 of 5: ")
+                page.fill("#pasted", "1,2,3")
+                page.click("#read-pasted")
+                page.wait_for_function("document.getElementById('sequence-status').textContent.includes('group')")
+                assert "the model reads 2 features, one group each" in page.inner_text("#sequence-status")
+            finally:
+                browser.close()
+        assert errors == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -63,13 +63,8 @@ class Explanation:
         return self.trace["cell" if "cell" in self.trace else "hidden"].norm(dim=-1)
 
     def attribution_per_step(self) -> torch.Tensor:
-        """(seq,): the attribution of what each core step read, summed over its features (and over
-        the input steps of its patch), aligned with the gate means."""
-        per_input_step = self.attribution_read.sum(dim=-1)
-        steps = self.trace["probabilities"].shape[0]
-        patch = math.ceil(len(per_input_step) / steps)
-        padded = torch.nn.functional.pad(per_input_step, (0, steps * patch - len(per_input_step)))
-        return padded.reshape(steps, patch).sum(dim=1)
+        """(seq,): the attribution of what each core step read, aligned with the gate means (`steps_of`)."""
+        return steps_of(self.attribution_read, self.trace["probabilities"].shape[0])
 
     def summary(self) -> str:
         confidence = 100 * float(self.trace["probabilities"][-1, self.predicted])
@@ -106,6 +101,15 @@ class Explanation:
                 "completeness_error": float(self.attribution.error[0]),
             },
         }
+
+
+def steps_of(read: torch.Tensor, steps: int) -> torch.Tensor:
+    """(steps,): attributions in the model's reading order, `read` (input steps, features), summed
+    over what each of the core's `steps` read: its features, and the input steps of its patch."""
+    per_input_step = read.sum(dim=-1)
+    patch = math.ceil(len(per_input_step) / steps)
+    padded = torch.nn.functional.pad(per_input_step, (0, steps * patch - len(per_input_step)))
+    return padded.reshape(steps, patch).sum(dim=1)
 
 
 def unit_order(trace: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,13 +1,18 @@
-"""The FastAPI app of `seqlstm serve`: the drawing page, POST /api/predict and GET /api/model.
+"""The FastAPI app of `seqlstm serve`: the page, POST /api/predict, GET /api/model and, for a model
+of sequences, GET /api/samples/{index}.
 
-Every request is answered from the same model, loaded once and only read afterwards: inference
-runs in the framework's thread pool under `torch.inference_mode`, holding no state between
-requests, so concurrent requests cannot disturb one another.
+An image model (any view) reads a drawing or an uploaded picture; a sequence model reads a pasted
+or uploaded sequence, or one of its test sequences. Every request is answered from the same model,
+loaded once and only read afterwards: inference runs in the framework's thread pool, holding no
+state between requests, so concurrent requests cannot disturb one another.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -23,11 +28,12 @@ from .. import __version__
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data.digits import FRAME
 from ..data.userfiles import decode_image
-from ..errors import ConfigError, InputError
-from ..explanation import plain, trace_sample, unit_order
+from ..data.records import samples_for
+from ..errors import InputError, SeqlstmError
+from ..explanation import attribution_of, plain, steps_of, trace_sample, unit_order
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
-from ..prediction import check_reads_images, prepare_image
+from ..prediction import prepare_image
 from ..runtime import load_runner
 
 # The largest request body accepted. A drawing from the page is a PNG of a few kilobytes and a
@@ -39,11 +45,18 @@ DRAIN_BYTES = 64 * MAX_BODY_BYTES
 # whose header promises more than this (a 2000x2000 image) are refused before decoding.
 MAX_PIXELS = 4_000_000
 MEDIA_TYPES = ("image/png", "application/json")
+SEQUENCE_MEDIA_TYPES = ("application/json", "text/csv", "text/plain", "application/octet-stream")
+# The longest sequence a request may hold, in steps: far beyond any training length seen, and a
+# bound on the work and memory one request can ask for.
+MAX_SEQUENCE_STEPS = 20_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Gate values in (0, 1) drawn as colours need no more; it keeps a full answer near 300 KB.
 TRACE_DECIMALS = 4
 STATIC = Path(__file__).with_name("static")
 SEND = f"send a PNG image (Content-Type: image/png) or a {FRAME}x{FRAME} array of gray levels 0-255 (application/json)"
+SEND_SEQUENCE = ("send a sequence: a JSON array of steps (application/json: [v, ...] for one feature, [[f1, f2, ...], ...] "
+                 "for several), a line of comma-separated values with the features separated by ':' as in a .ts case "
+                 "(text/csv or text/plain), or a .npy array of shape (steps,) or (steps, features) (application/octet-stream)")
 
 
 class ModelInfo(BaseModel):
@@ -51,92 +64,119 @@ class ModelInfo(BaseModel):
     cell: str = Field(description="lstm, gru or seed")
     num_layers: int
     hidden_size: int
-    steps: int = Field(description="rows read, one per step")
+    input: str = Field(description="images or sequences")
+    view: str | None = Field(description="images: how they are read (rows, pixels or permuted); sequences: null")
+    features: int = Field(description="values per input step")
+    steps: int = Field(description="steps the core reads for a training sample (an image's rows or pixels; the "
+                                   "longest training sequence, in the core's patches)")
+    step_name: str = Field(description="what one step is: row, pixel or step")
     classes: list[str]
     gates: list[str] = Field(description="the cell's gates, in `traces`")
     traced: list[str] = Field(description="every per-unit trace in `traces`: the gates, then candidate, cell, hidden")
     titles: dict[str, str] = Field(description="a readable title for each traced name")
     dataset: str
     test_accuracy: float | None = Field(description="in percent, measured on the test split when the checkpoint was trained")
+    test_samples: int = Field(description="sequences: how many test sequences GET /api/samples/{index} serves (0: "
+                                          "the test data cannot be read here); images: 0")
+    attributions: bool = Field(description="whether answers with traces carry attributions (Captum is installed)")
     max_body_bytes: int = Field(description="the largest request body POST /api/predict accepts")
+
+
+class Attributions(BaseModel):
+    target: int = Field(description="the class explained: the predicted one")
+    values: list[list[float]] = Field(description="integrated gradients, [row][column] for an image, [step][feature] "
+                                                  "for a sequence; red for the class, blue against it")
+    per_step: list[float] = Field(description="summed over what each core step read: [step]")
+    logit_change: float = Field(description="the target's logit at the input minus at the baseline")
+    completeness_error: float = Field(description="sum(values) - logit_change: how far to trust them")
 
 
 class Reading(BaseModel):
     prediction: str = Field(description="the most probable class's name")
-    probabilities: list[float] = Field(description="per class, after the last row; they sum to 1")
-    image: list[list[int]] = Field(description=f"the {FRAME}x{FRAME} image the model read (0-255, bright ink on black)")
+    probabilities: list[float] = Field(description="per class, after the last step; they sum to 1")
+    image: list[list[int]] | None = Field(
+        description=f"images: the {FRAME}x{FRAME} image the model read (0-255, bright ink on black); sequences: null")
+    inputs: list[list[float]] | None = Field(description="sequences: the sequence the model read, [step][feature]; images: null")
     traces: dict[str, list] | None = Field(
         description="absent with traces=false; else each traced name -> [layer][step][unit], and "
-        "`probabilities` -> [step][class], the answer after each row (its last step is `probabilities`)"
+        "`probabilities` -> [step][class], the answer after each step (its last step is `probabilities`)"
     )
     unit_order: list[list[int]] | None = Field(
         description="absent with traces=false; else [layer][position] -> unit: the order the page draws the units "
         "in, by the step at which each unit's hidden state is strongest (as `seqlstm explain` draws them)"
     )
+    attribution: Attributions | None = Field(
+        description="absent with traces=false or without Captum; else which inputs decided the answer")
+
+
+class Sample(BaseModel):
+    index: int
+    label: str = Field(description="its true class")
+    values: list[list[float]] = Field(description="[step][feature], without padding")
 
 
 class Problem(BaseModel):
     detail: str = Field(description="what is wrong with the request and what to send instead")
 
 
-PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": f"The drawing, at most {MAX_BODY_BYTES:,} bytes: {SEND}.",
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {
-                "schema": {
-                    "type": "array",
-                    "minItems": FRAME,
-                    "maxItems": FRAME,
-                    "items": {
-                        "type": "array",
-                        "minItems": FRAME,
-                        "maxItems": FRAME,
-                        "items": {"type": "number", "minimum": 0, "maximum": 255},
-                    },
-                }
-            },
-        },
-    }
-}
+def predict_body(images: bool) -> dict:
+    """The OpenAPI description of POST /api/predict's body for an image or a sequence model."""
+    if not images:
+        number = {"type": "number"}
+        steps = {"type": "array", "minItems": 1, "maxItems": MAX_SEQUENCE_STEPS,
+                 "items": {"oneOf": [number, {"type": "array", "items": number}]}}
+        text = {"schema": {"type": "string"}}
+        return {"requestBody": {"required": True, "description": f"The sequence, at most {MAX_BODY_BYTES:,} bytes: {SEND_SEQUENCE}.",
+                                "content": {"application/json": {"schema": steps}, "text/csv": text, "text/plain": text,
+                                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+    gray = {"type": "number", "minimum": 0, "maximum": 255}
+    row = {"type": "array", "minItems": FRAME, "maxItems": FRAME, "items": gray}
+    return {"requestBody": {"required": True, "description": f"The drawing, at most {MAX_BODY_BYTES:,} bytes: {SEND}.",
+                            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                        "application/json": {"schema": {"type": "array", "minItems": FRAME,
+                                                                        "maxItems": FRAME, "items": row}}}}}
+
+
 PREDICT_ERRORS = {
-    400: {"model": Problem, "description": "the body is empty, not a PNG, damaged, or not JSON"},
+    400: {"model": Problem, "description": "the body is empty, or no PNG, JSON, text or .npy that can be decoded"},
     413: {"model": Problem, "description": f"the body is larger than {MAX_BODY_BYTES:,} bytes"},
-    415: {"model": Problem, "description": "the Content-Type is neither image/png nor application/json"},
-    422: {"description": "the image holds no ink, the array has the wrong shape or values, or a query parameter is invalid"},
+    415: {"model": Problem, "description": "the Content-Type is not one the model reads (see the body's media types)"},
+    422: {"description": "the image holds no ink, the array or sequence has the wrong shape or values, or a query "
+                        "parameter is invalid"},
 }
 
 
 def create_app(checkpoint: str | os.PathLike, runtime: str = "torch") -> FastAPI:
-    """The app serving the model in `checkpoint` (on the CPU: one drawing at a time is fastest there).
+    """The app serving the model in `checkpoint` (on the CPU: one input at a time is fastest there).
 
     `runtime` runs the answers without traces: "torch", "onnxruntime" or "auto" (runtime.py); the
-    traces are always PyTorch's. Raises CheckpointError for an unreadable checkpoint and ConfigError
-    for a model that does not read 28x28 images row by row.
+    traces and attributions are always PyTorch's. A sequence model's test sequences are served when
+    its test data can be read here. Raises CheckpointError for an unreadable checkpoint.
     """
     model, config = load_checkpoint(checkpoint, "cpu")
-    check_reads_images(model)
-    if model.inputs.view != "rows":
-        raise ConfigError(
-            f"this model reads images pixel by pixel (--view {model.inputs.view}); the page shows a "
-            "model reading rows, so serve a model trained with --view rows (evaluate and predict take this one)"
-        )
+    model.eval()
+    images = model.reads_images
     runner = load_runner(model, checkpoint, runtime)
     classes = list(model.classes)
+    samples = None if images else test_sequences(config, model)
     info = ModelInfo(
         checkpoint=Path(checkpoint).name,
         cell=model.cell,
         num_layers=model.hparams["num_layers"],
         hidden_size=model.hparams["hidden_size"],
-        steps=FRAME,
+        input=model.inputs.kind,
+        view=model.inputs.view if images else None,
+        features=model.inputs.features,
+        steps=math.ceil(model.inputs.steps / model.patch),
+        step_name=("row" if model.inputs.view == "rows" else "pixel") if images else "step",
         classes=classes,
         gates=list(GATES[model.cell]),
         traced=list(TRACED[model.cell]),
         titles=TITLES[model.cell],
         dataset=config.dataset,
         test_accuracy=read_checkpoint(checkpoint)["metrics"].get("test_accuracy"),
+        test_samples=0 if samples is None else len(samples.labels),
+        attributions=importlib.util.find_spec("captum") is not None,
         max_body_bytes=MAX_BODY_BYTES,
     )
     # Swagger UI and ReDoc load their scripts from a CDN, and the page must work offline: the
@@ -144,7 +184,7 @@ def create_app(checkpoint: str | os.PathLike, runtime: str = "torch") -> FastAPI
     app = FastAPI(
         title="seqlstm",
         version=__version__,
-        description="Draw a character and watch a many-to-one recurrent classifier read it row by row.",
+        description="Watch a many-to-one recurrent classifier read a drawing or a sequence, step by step.",
         docs_url=None,
         redoc_url=None,
     )
@@ -158,35 +198,57 @@ def create_app(checkpoint: str | os.PathLike, runtime: str = "torch") -> FastAPI
     def describe() -> ModelInfo:
         return info
 
+    @app.get("/api/samples/{index}", response_model=Sample, responses={404: {"model": Problem}},
+             summary="One of a sequence model's test sequences, to send to POST /api/predict")
+    def sample(index: int) -> Sample:
+        if samples is None:
+            raise HTTPException(404, "this model reads images; draw or upload one" if images else
+                                f"the test data of {config.dataset} cannot be read here; paste or upload a sequence")
+        if not 0 <= index < len(samples.labels):
+            raise HTTPException(404, f"there are {len(samples.labels)} test sequences: ask for 0 to {len(samples.labels) - 1}")
+        length = len(samples.inputs[index]) if samples.lengths is None else int(samples.lengths[index])
+        return Sample(index=index, label=classes[int(samples.labels[index])], values=samples.inputs[index][:length].tolist())
+
     @app.post(
         "/api/predict",
         response_model=Reading,
         responses=PREDICT_ERRORS,
-        openapi_extra=PREDICT_BODY,
-        summary="Read one drawing: the prediction, the image the model saw and every gate at every row",
+        openapi_extra=predict_body(images),
+        summary="Read one input: the prediction, what the model read, every gate at every step and what decided it",
     )
     async def predict(
         request: Request,
-        traces: bool = Query(True, description="include the gate traces (false: a small, fast answer)"),
-        preprocess: bool = Query(True, description="prepare the image the way the training images were (MNIST's or "
-                                                   "Fashion-MNIST's), as `seqlstm predict` does"),
+        traces: bool = Query(True, description="include the gate traces and attributions (false: a small, fast answer)"),
+        preprocess: bool = Query(True, description="images: prepare the picture the way the training images were "
+                                                   "(MNIST's or Fashion-MNIST's), as `seqlstm predict` does"),
     ) -> JSONResponse:
-        media = media_type(request)
+        media = media_type(request, MEDIA_TYPES if images else SEQUENCE_MEDIA_TYPES, SEND if images else SEND_SEQUENCE)
         body = await read_body(request)
-        reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces, config.dataset,
-                                          runner)
+        if images:
+            reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces,
+                                              config.dataset, runner)
+        else:
+            reading = await run_in_threadpool(read_sequence, model, classes, body, media, traces, runner)
         return JSONResponse(reading)
 
     return app
 
 
-def media_type(request: Request) -> str:
-    """The request's media type if it is one the API reads, else HTTP 415."""
+def test_sequences(config, model):
+    """The test split of a sequence model (records.Sequences), or None when its data cannot be read here."""
+    try:
+        return samples_for(config, model, "test")
+    except SeqlstmError:
+        return None
+
+
+def media_type(request: Request, accepted: tuple[str, ...], send: str) -> str:
+    """The request's media type if it is one of `accepted`, else HTTP 415 saying what to `send`."""
     header = request.headers.get("content-type")
     media = (header or "").split(";")[0].strip().lower()
-    if media not in MEDIA_TYPES:
+    if media not in accepted:
         got = f"Content-Type {header!r} is not accepted" if header else "the request has no Content-Type"
-        raise HTTPException(415, f"{got}; {SEND}")
+        raise HTTPException(415, f"{got}; {send}")
     return media
 
 
@@ -224,34 +286,108 @@ def read_drawing(
     model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool, style: str,
     runner,
 ) -> dict:
-    """The API's answer for one request body (see `Reading`), the picture prepared as `style`'s
-    (the model's dataset) were; HTTP 400 when the body cannot be decoded, 422 when it is no usable
-    picture of a character. Without traces, `runner` (runtime.py) answers."""
+    """The API's answer for one picture (see `Reading`), prepared as `style`'s (the model's dataset)
+    were; HTTP 400 when the body cannot be decoded, 422 when it is no usable picture of a character.
+    Without traces, `runner` (runtime.py) answers."""
     if not body:
         raise HTTPException(400, f"the body is empty; {SEND}")
     png = media == "image/png"
     try:
-        decoded = decode_png(body) if png else decode_json(body)
+        decoded = decode_png(body) if png else decode_json(body, SEND)
     except InputError as e:
         raise HTTPException(400, str(e)) from None
     try:
         image = prepare_image(decoded if png else json_image(decoded), preprocess, "the image", style)
     except InputError as e:
         raise HTTPException(422, str(e)) from None
+    return answer(model, classes, torch.as_tensor(image), traces, runner) | {"image": image.tolist(), "inputs": None}
+
+
+def read_sequence(model: torch.nn.Module, classes: list[str], body: bytes, media: str, traces: bool, runner) -> dict:
+    """The API's answer for one sequence (see `Reading`); HTTP 400 when the body cannot be decoded,
+    422 when it is no sequence of the model's features."""
+    if not body:
+        raise HTTPException(400, f"the body is empty; {SEND_SEQUENCE}")
+    try:
+        values = decode_sequence(body, media, model.inputs.features)
+    except InputError as e:
+        raise HTTPException(400 if str(e).startswith("the body") else 422, str(e)) from None
+    x = torch.from_numpy(values)
+    return answer(model, classes, x, traces, runner) | {"image": None, "inputs": plain(x)}
+
+
+def answer(model: torch.nn.Module, classes: list[str], raw: torch.Tensor, traces: bool, runner) -> dict:
+    """The prediction for one raw sample (an image (H, W) or a sequence (T, F)); with `traces`, every
+    gate at every step (PyTorch's explicit equations) and the attributions too."""
     if not traces:
-        final = runner.logits(torch.as_tensor(image)[None])[0].softmax(dim=0)
-        return {"prediction": classes[int(final.argmax())], "probabilities": plain(final), "image": image.tolist(),
-                "traces": None, "unit_order": None}
+        lengths = None if model.reads_images else torch.tensor([len(raw)])
+        final = runner.logits(raw[None], lengths)[0].softmax(dim=0)
+        return {"prediction": classes[int(final.argmax())], "probabilities": plain(final), "traces": None,
+                "unit_order": None, "attribution": None}
     with torch.inference_mode():
-        trace = trace_sample(model, torch.as_tensor(image))
+        trace = trace_sample(model, raw)
     final = trace["probabilities"][-1]
+    predicted = int(final.argmax())
+    attribution, read = attribution_of(model, raw, predicted)
+    explained = None if attribution is None else {
+        "target": predicted, "values": plain(attribution.values[0], TRACE_DECIMALS),
+        "per_step": plain(steps_of(read, trace["probabilities"].shape[0]), TRACE_DECIMALS),
+        "logit_change": float(attribution.gap[0]), "completeness_error": float(attribution.error[0])}
     return {
-        "prediction": classes[int(final.argmax())],
+        "prediction": classes[predicted],
         "probabilities": plain(final),
-        "image": image.tolist(),
         "traces": {name: plain(t, TRACE_DECIMALS) for name, t in trace.items()},
         "unit_order": unit_order(trace).tolist(),
+        "attribution": explained,
     }
+
+
+def decode_sequence(body: bytes, media: str, features: int) -> np.ndarray:
+    """float32 (steps, features) from a request body; InputError saying what is wrong with it."""
+    if media == "application/octet-stream":
+        try:
+            values = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise InputError(f"the body is not a .npy array ({e}); {SEND_SEQUENCE}") from None
+        where = "the .npy array"
+    elif media == "application/json":
+        values, where = decode_json(body, SEND_SEQUENCE), "the JSON array"
+    else:
+        try:
+            text = body.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InputError(f"the body is not UTF-8 text; {SEND_SEQUENCE}") from None
+        values, where = ts_case(text, features), "the line"
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{where} is not a rectangular array of numbers: every step needs {features} values") from None
+    if array.ndim == 1 and features == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] != features or not 1 <= len(array) <= MAX_SEQUENCE_STEPS:
+        raise InputError(f"{where} has shape {array.shape}; the model reads 1 to {MAX_SEQUENCE_STEPS:,} steps of "
+                         f"{features} feature{'s' if features > 1 else ''}: (steps, {features})")
+    if not np.isfinite(array).all():
+        raise InputError(f"{where} holds NaN or infinite values; fill or cut the missing steps first")
+    return array.astype(np.float32)
+
+
+def ts_case(text: str, features: int) -> list:
+    """One sequence from a line: comma-separated values, one group per feature separated by ':' (a
+    .ts case; a trailing class label is dropped). Returns [step][feature]."""
+    groups = [group for group in text.splitlines()[0].split(":")] if text else []
+    if len(groups) == features + 1:  # a .ts case ends with its class label
+        groups = groups[:-1]
+    if len(groups) != features:
+        raise InputError(f"the line holds {len(groups)} group{'s' if len(groups) != 1 else ''} of values separated by "
+                         f"':'; the model reads {features} feature{'s' if features > 1 else ''}, one group each")
+    try:
+        columns = [[float(value) for value in group.split(",")] for group in groups]
+    except ValueError as e:
+        raise InputError(f"the line holds a value that is not a number ({e})") from None
+    if len({len(column) for column in columns}) > 1:
+        raise InputError(f"the features have different lengths: {', '.join(str(len(c)) for c in columns)} values")
+    return [list(step) for step in zip(*columns)]
 
 
 def decode_png(body: bytes) -> np.ndarray:
@@ -260,11 +396,11 @@ def decode_png(body: bytes) -> np.ndarray:
     return decode_image(body, "the PNG image", MAX_PIXELS)
 
 
-def decode_json(body: bytes) -> object:
+def decode_json(body: bytes, send: str) -> object:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InputError(f"the body is not valid JSON ({e}); {SEND}") from None
+        raise InputError(f"the body is not valid JSON ({e}); {send}") from None
 
 
 def json_image(value: object) -> np.ndarray:

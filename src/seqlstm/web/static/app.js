@@ -1,13 +1,17 @@
 "use strict";
-// The page of `seqlstm serve`: draw on #pad; while drawing, the drawing goes to api/predict as a
-// PNG without traces (small and quick, for the live bars); when the pen lifts, once more with
-// every gate traced, for the row-by-row view.
+// The page of `seqlstm serve`. An image model: draw on #pad; while drawing, the drawing goes to
+// api/predict as a PNG without traces (small and quick, for the live bars); when the pen lifts,
+// once more with every gate traced and the attributions, for the step-by-step view. A sequence
+// model: one of its test sequences (api/samples/N), a pasted line or an uploaded file goes to
+// api/predict once, with the traces.
 
 const LIVE_INTERVAL_MS = 150; // at most one live request per this interval while drawing
 const PLAY_INTERVAL_MS = 140; // one row per tick when playing the reading
 const ROW_HEIGHT_PX = 14; // per class in the per-row probability map
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 const BLUE = [33, 102, 172], WHITE = [247, 247, 247], RED = [178, 24, 43];
+const SHOWN_FEATURES = 8; // a sequence's features drawn, those with the most attribution
+const TITLES = { mnist: "Draw a digit and watch the model read it", "fashion-mnist": "Draw a piece of clothing and watch the model read it" };
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
@@ -21,6 +25,7 @@ let generation = 0; // bumped by Clear: answers about an earlier drawing are dro
 let busy = false;
 let wanted = null; // null, "live" or "full": the request to send when the one in flight is done
 let player = null;
+let steps = 0; // steps of the reading shown
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -103,8 +108,9 @@ function clearPad() {
   $("prediction").textContent = "–";
   $("confidence").textContent = "";
   renderBars($("bars"), null);
-  paint($("seen"), model.steps, model.steps, () => 0, () => [0, 0, 0]);
+  paint($("seen"), 28, 28, () => 0, () => [0, 0, 0]);
   $("row-marker").hidden = true;
+  $("attribution-view").hidden = true;
   $("gates-card").hidden = true;
   status("");
 }
@@ -191,16 +197,121 @@ async function ask(full) {
     return;
   }
   status("");
+  showAnswer(answer);
+  paint($("seen"), 28, 28, (x, y) => answer.image[y][x], (v) => [v, v, v]);
+  if (full && last === null) {
+    reading = answer;
+    showReading();
+  }
+}
+
+function showAnswer(answer) {
   const best = argmax(answer.probabilities);
   $("prediction").textContent = answer.prediction;
   $("prediction").classList.toggle("long", answer.prediction.length > 3);
   $("confidence").textContent = `${percent(answer.probabilities[best])} sure`;
   renderBars($("bars"), answer.probabilities);
-  paint($("seen"), model.steps, model.steps, (x, y) => answer.image[y][x], (v) => [v, v, v]);
-  if (full && last === null) {
-    reading = answer;
-    showReading();
+}
+
+// A sequence model's reading: one request with the traces, whatever the sequence came from.
+async function readSequence(body, contentType, note) {
+  const mine = ++generation;
+  stop();
+  $("sequence-status").textContent = "Reading…";
+  let answer, response;
+  try {
+    response = await fetch("api/predict?traces=true", { method: "POST", headers: { "Content-Type": contentType }, body });
+    answer = await response.json();
+  } catch (error) {
+    $("sequence-status").textContent = `The server did not answer (${error.message}).`;
+    return;
   }
+  if (mine !== generation) return;
+  if (!response.ok) {
+    $("sequence-status").textContent = typeof answer.detail === "string" ? answer.detail : `The server refused the sequence (HTTP ${response.status}).`;
+    return;
+  }
+  $("sequence-status").textContent = `${note}: ${answer.inputs.length} steps of ${model.features} feature${model.features > 1 ? "s" : ""}.`;
+  showAnswer(answer);
+  reading = answer;
+  drawTrace(answer);
+  showReading();
+}
+
+async function readSample(index) {
+  const response = await fetch(`api/samples/${index}`);
+  const sample = await response.json();
+  if (!response.ok) {
+    $("sequence-status").textContent = sample.detail;
+    return;
+  }
+  $("sample").value = String(index);
+  await readSequence(JSON.stringify(sample.values), "application/json", `Test sequence ${index}, true class ${sample.label}`);
+}
+
+// The first line of values in a .ts file (after @data) or a .csv file.
+function firstCase(text, name) {
+  const lines = text.split(/\r?\n/).map((line) => line.trim());
+  const data = name.toLowerCase().endsWith(".ts") ? lines.findIndex((line) => line.toLowerCase() === "@data") + 1 : 0;
+  return lines.slice(data).find((line) => line && !line.startsWith("#") && !line.startsWith("@")) || "";
+}
+
+async function readUpload(file) {
+  if (file.name.toLowerCase().endsWith(".npy")) {
+    await readSequence(await file.arrayBuffer(), "application/octet-stream", file.name);
+  } else {
+    await readSequence(firstCase(await file.text(), file.name), "text/plain", `${file.name}, its first sequence`);
+  }
+}
+
+// Each feature (at most SHOWN_FEATURES, those with the most attribution) as a line over a band
+// coloured by each step's attribution: red for the answer, blue against it.
+function drawTrace(answer) {
+  const canvas = $("trace");
+  const values = answer.inputs; // [step][feature]
+  const shares = answer.attribution ? answer.attribution.values : null;
+  const total = (k) => (shares ? shares.reduce((sum, step) => sum + Math.abs(step[k]), 0) : 0);
+  const features = [...Array(model.features).keys()].sort((a, b) => total(b) - total(a)).slice(0, SHOWN_FEATURES).sort((a, b) => a - b);
+  const band = 80;
+  canvas.width = 600;
+  canvas.height = band * features.length;
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  const width = canvas.width / values.length;
+  const limit = shares ? Math.max(...shares.flat().map(Math.abs)) || 1 : 1;
+  const colour = diverging(limit);
+  features.forEach((k, row) => {
+    if (shares) {
+      shares.forEach((step, t) => {
+        const [r, g, b] = colour(step[k]);
+        context.fillStyle = `rgb(${r},${g},${b})`;
+        context.fillRect(t * width, row * band, Math.ceil(width), band);
+      });
+    }
+    const line = values.map((step) => step[k]);
+    const low = Math.min(...line), span = Math.max(...line) - low || 1;
+    context.strokeStyle = "#111";
+    context.lineWidth = 1.5;
+    context.beginPath();
+    line.forEach((v, t) => {
+      const x = (t + 0.5) * width, y = row * band + band - 6 - ((v - low) / span) * (band - 12);
+      if (t === 0) context.moveTo(x, y); else context.lineTo(x, y);
+    });
+    context.stroke();
+  });
+  canvas.hidden = false;
+  canvas.dataset.features = features.join(",");
+  $("attribution-note").hidden = !shares;
+}
+
+// An image's attributions as a map beside it.
+function drawAttributionMap(attribution) {
+  const values = attribution.values; // [row][column]
+  const limit = Math.max(...values.flat().map(Math.abs)) || 1;
+  paint($("attribution"), values[0].length, values.length, (x, y) => values[y][x], diverging(limit));
+  $("attribution-view").hidden = false;
+  $("attribution-note").hidden = false;
 }
 
 function buildGateView() {
@@ -221,18 +332,19 @@ function buildGateView() {
   layers.replaceChildren(...Array.from({ length: model.num_layers }, (_, k) => el("option", "", String(k + 1))));
   layers.value = String(model.num_layers);
   $("layer-picker").hidden = model.num_layers < 2;
-  const slider = $("step");
-  slider.max = String(model.steps);
 }
 
 function showReading() {
   const traces = reading.traces;
+  steps = traces.probabilities.length;
+  $("step").max = String(steps);
   const card = $("gates-card");
   card.hidden = false;
   card.classList.remove("stale");
-  paint($("step-probabilities"), model.steps, model.classes.length, (step, c) => traces.probabilities[step][c], viridis);
+  paint($("step-probabilities"), steps, model.classes.length, (step, c) => traces.probabilities[step][c], viridis);
   drawGates();
-  setStep(model.steps);
+  setStep(steps);
+  if (reading.attribution && model.input === "images") drawAttributionMap(reading.attribution);
 }
 
 function drawGates() {
@@ -241,7 +353,7 @@ function drawGates() {
     const values = reading.traces[canvas.dataset.name][layer]; // [step][unit]
     // Units in the order the server gives (by the step at which each is strongest), as `seqlstm explain` draws them.
     const order = reading.unit_order[layer];
-    paint(canvas, model.steps, model.hidden_size, (step, column) => values[step][order[column]], colourFor(canvas.dataset.name, values));
+    paint(canvas, steps, model.hidden_size, (step, column) => values[step][order[column]], colourFor(canvas.dataset.name, values));
   }
 }
 
@@ -249,17 +361,19 @@ function setStep(step) {
   $("step").value = String(step);
   const after = reading.traces.probabilities[step - 1];
   const best = argmax(after);
-  $("step-label").textContent = `After row ${step} of ${model.steps}: ${model.classes[best]} (${percent(after[best])})`;
-  $("step-bars-title").textContent = `After row ${step}`;
+  $("step-label").textContent = `After ${model.step_name} ${step} of ${steps}: ${model.classes[best]} (${percent(after[best])})`;
+  $("step-bars-title").textContent = `After ${model.step_name} ${step}`;
   renderBars($("step-bars"), after);
   for (const marker of $("gates-card").querySelectorAll(".step-marker")) {
-    marker.style.left = `${(100 * (step - 1)) / model.steps}%`;
-    marker.style.width = `${100 / model.steps}%`;
+    marker.style.left = `${(100 * (step - 1)) / steps}%`;
+    marker.style.width = `${100 / steps}%`;
   }
-  const row = $("row-marker");
-  row.hidden = false;
-  row.style.top = `${(100 * (step - 1)) / model.steps}%`;
-  row.style.height = `${100 / model.steps}%`;
+  if (model.view === "rows") { // the image's row being read
+    const row = $("row-marker");
+    row.hidden = false;
+    row.style.top = `${(100 * (step - 1)) / steps}%`;
+    row.style.height = `${100 / steps}%`;
+  }
 }
 
 function stop() {
@@ -270,19 +384,25 @@ function stop() {
 
 function play() {
   if (player !== null) return stop();
-  let step = Number($("step").value) >= model.steps ? 0 : Number($("step").value);
+  let step = Number($("step").value) >= steps ? 0 : Number($("step").value);
   $("play").textContent = "Pause";
+  // Long sequences (784 pixels) play in about the time 28 rows take.
+  const stride = Math.max(1, Math.round(steps / 28));
   player = setInterval(() => {
-    step += 1;
+    step = Math.min(step + stride, steps);
     setStep(step);
-    if (step >= model.steps) stop();
+    if (step >= steps) stop();
   }, PLAY_INTERVAL_MS);
 }
 
 function describe() {
   const accuracy = model.test_accuracy == null ? "" : `, ${model.test_accuracy.toFixed(2)} % test accuracy`;
+  const what = model.input === "images"
+    ? `Draw below; it is read one ${model.step_name} per step.`
+    : `${model.features} feature${model.features > 1 ? "s" : ""} per step; ` +
+      (model.test_samples ? `${model.test_samples} test sequences to try.` : "paste or upload a sequence.");
   return `${model.checkpoint}: ${model.cell} cell, ${model.num_layers} × ${model.hidden_size} units, ` +
-    `trained on ${model.dataset}${accuracy}. Draw one digit below.`;
+    `trained on ${model.dataset}${accuracy}. ${what}`;
 }
 
 async function start() {
@@ -294,13 +414,31 @@ async function start() {
     return;
   }
   $("model").textContent = describe();
+  $("title").textContent = model.input === "images" ? TITLES[model.dataset] || "Draw and watch the model read it"
+    : "Give a sequence and watch the model read it";
+  $("probabilities-title").textContent = `Class probabilities after each ${model.step_name}`;
   buildGateView();
-  clearPad();
-  pad.addEventListener("pointerdown", penDown);
-  pad.addEventListener("pointermove", penMove);
-  pad.addEventListener("pointerup", penUp);
-  pad.addEventListener("pointercancel", penUp);
-  $("clear").addEventListener("click", clearPad);
+  if (model.input === "images") {
+    $("draw-card").hidden = false;
+    $("image-view").hidden = false;
+    $("image-note").hidden = false;
+    clearPad();
+    pad.addEventListener("pointerdown", penDown);
+    pad.addEventListener("pointermove", penMove);
+    pad.addEventListener("pointerup", penUp);
+    pad.addEventListener("pointercancel", penUp);
+    $("clear").addEventListener("click", clearPad);
+  } else {
+    $("sequence-card").hidden = false;
+    $("baseline").textContent = "the training data's mean";
+    renderBars($("bars"), null);
+    $("sample").max = String(Math.max(model.test_samples - 1, 0));
+    $("read-sample").disabled = $("random-sample").disabled = model.test_samples === 0;
+    $("read-sample").addEventListener("click", () => readSample(Number($("sample").value)));
+    $("random-sample").addEventListener("click", () => readSample(Math.floor(Math.random() * model.test_samples)));
+    $("read-pasted").addEventListener("click", () => readSequence($("pasted").value, "text/plain", "The pasted sequence"));
+    $("upload").addEventListener("change", (event) => { if (event.target.files[0]) readUpload(event.target.files[0]); });
+  }
   $("play").addEventListener("click", play);
   $("step").addEventListener("input", (event) => { stop(); setStep(Number(event.target.value)); });
   $("layer").addEventListener("change", drawGates);
