@@ -376,7 +376,7 @@ def touch(page, cdp, points: list[tuple[float, float]], before_lifting=None) -> 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, tmp_path):
+def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, digits, tmp_path):
     executable = chromium_path()
     errors = []
     with sync_playwright() as playwright:
@@ -399,6 +399,12 @@ def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, tm
             print(f"screenshot: {tmp_path / 'serve.png'}")
             page.click("#clear")
             assert page.inner_text("#prediction") == "–" and page.locator("#gates-card").is_hidden()
+            # A photo of a digit, uploaded: on the pad, then read like a drawing, with its attributions.
+            photo = tmp_path / "seven.png"
+            photo.write_bytes(drawing(digits.images[0].numpy()))
+            page.set_input_files("#image-upload", str(photo))
+            page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
+            assert page.inner_text("#prediction") == "7" and page.locator("#attribution-view").is_visible()
 
             phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
             page = phone.new_page()

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     o.add_argument("--data-dir", metavar="DIR", help=data_dir_help + " (the test split --int8 is measured on)")
 
-    s = commands.add_parser("serve", help="a web page to draw a digit and watch the model read it, with a JSON API")
+    s = commands.add_parser("serve", help="a web page to watch the model read a drawing or a sequence, step by step, with a JSON API")
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000,

@@ -115,6 +115,24 @@ function clearPad() {
   status("");
 }
 
+// An uploaded picture goes on the pad, fitted and centred on white, and is read like a drawing:
+// the server prepares it as it prepares any picture.
+async function uploadPicture(file) {
+  let picture;
+  try {
+    picture = await createImageBitmap(file);
+  } catch (error) {
+    status(`${file.name} is no picture this browser can read.`);
+    return;
+  }
+  clearPad();
+  const scale = Math.min(pad.width / picture.width, pad.height / picture.height);
+  const width = picture.width * scale, height = picture.height * scale;
+  ink.drawImage(picture, (pad.width - width) / 2, (pad.height - height) / 2, width, height);
+  inked = true;
+  want("full");
+}
+
 function pointOf(event) {
   const box = pad.getBoundingClientRect();
   return { x: (event.clientX - box.left) * pad.width / box.width, y: (event.clientY - box.top) * pad.height / box.height };
@@ -428,6 +446,7 @@ async function start() {
     pad.addEventListener("pointerup", penUp);
     pad.addEventListener("pointercancel", penUp);
     $("clear").addEventListener("click", clearPad);
+    $("image-upload").addEventListener("change", (event) => { if (event.target.files[0]) uploadPicture(event.target.files[0]); });
   } else {
     $("sequence-card").hidden = false;
     $("baseline").textContent = "the training data's mean";
