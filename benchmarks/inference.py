@@ -149,7 +149,7 @@ RUNTIMES = {
 }
 
 
-def runner(name: str, checkpoint: str, folder: str, model: torch.nn.Module):
+def runner(name: str, folder: str, model: torch.nn.Module):
     """The function running the runtime called `name` on raw samples and their lengths."""
     if name.startswith("onnxruntime"):
         kind = name.split()[1]
@@ -166,7 +166,7 @@ def measure_alone(name: str, checkpoint: str, folder: str, data_dir: str | None,
     warnings.simplefilter("ignore")  # torch.ao's quantization warns that it moves to torchao
     model, config = load_checkpoint(checkpoint, "cpu")
     model.eval()
-    return measure(runner(name, checkpoint, folder, model), samples_for(config, model, "test", data_dir), calls, seconds)
+    return measure(runner(name, folder, model), samples_for(config, model, "test", data_dir), calls, seconds)
 
 
 def main() -> None:

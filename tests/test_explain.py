@@ -155,3 +155,11 @@ def test_without_captum_explain_leaves_the_attributions_out_and_says_so(tmp_path
     assert result.attribution is None and json.loads((tmp_path / "g.json").read_text())["attribution"] is None
     assert (tmp_path / "g.png").read_bytes().startswith(PNG_SIGNATURE)
     assert 'install it with: pip install "seqlstm[attribute]"; the figure and JSON leave the attributions out' in caplog.text
+
+
+def test_per_step_attributions_follow_the_models_patches():
+    from seqlstm.explanation import steps_of
+
+    read = torch.arange(18, dtype=torch.float32).reshape(9, 2)  # 9 input steps of 2 features
+    assert steps_of(read, 4).tolist() == [28.0, 92.0, 33.0]  # steps 0-3, 4-7 and the partly filled 8
+    assert steps_of(read, 1).tolist() == read.sum(1).tolist()

@@ -244,3 +244,18 @@ def test_predict_with_onnxruntime_names_a_sequence_longer_than_its_file_takes(tm
     assert long.to_dict() == {"file": str(tmp_path / "long.npz"), "error": (
         "a sequence of 25 steps is longer than the 20 the ONNX file takes; use --runtime torch, or export with a "
         "larger --max-length")}
+    # auto gives what ONNX Runtime cannot take to PyTorch.
+    long_auto = predict_files(checkpoint, [tmp_path / "long.npz"], device="cpu", runtime="auto")[0]
+    assert long_auto.error is None
+    assert long_auto.top == predict_files(checkpoint, [tmp_path / "long.npz"], device="cpu")[0].top
+
+
+@pytest.mark.slow
+def test_a_file_for_sequences_shorter_than_training_ones(tmp_path):
+    torch.manual_seed(0)
+    model = LSTMClassifier(2, hidden_size=8, num_layers=1, num_classes=3, pool="mean", patch=2,
+                           inputs=dict(kind="sequences", steps=20))
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt", model, TrainConfig(dataset="x.npz", pool="mean", patch=2))
+    result = export_onnx(checkpoint, tmp_path / "m.onnx", max_length=8)
+    assert result.lengths == (1, 6, 8) and result.max_abs_diff <= 1e-4
+    assert result.inputs["x"] == "float32 (batch, 1-8 steps, 2)"

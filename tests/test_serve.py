@@ -481,6 +481,8 @@ def test_a_sequence_model_serves_its_test_sequences_and_reads_every_form_alike(s
                         (buffer.getvalue(), "application/octet-stream")):
         answer = post(sequence_client, body.encode() if isinstance(body, str) else body, media).json()
         assert answer["probabilities"] == pytest.approx(as_json["probabilities"], abs=1e-5), media
+    assert post(sequence_client, f"{ts_line(values)},,\n".encode(), "text/csv").json()["probabilities"] == \
+        pytest.approx(as_json["probabilities"], abs=1e-5)  # a spreadsheet's empty cells at the end of the row
     fast = post(sequence_client, json.dumps(values).encode(), "application/json", "?traces=false").json()
     assert fast["traces"] is None and fast["attribution"] is None
     assert fast["probabilities"] == pytest.approx(as_json["probabilities"], abs=1e-5)
@@ -496,6 +498,9 @@ def test_a_sequence_model_serves_its_test_sequences_and_reads_every_form_alike(s
     (b"not npy", "application/octet-stream", 400, "the body is not a .npy array"),
     (b"\x89PNG", "image/png", 415, "Content-Type 'image/png' is not accepted; send a sequence: a JSON array of steps"),
     (b"", "text/plain", 400, "the body is empty; send a sequence"),
+    (b"1,2:3,4\n5,6:7,8", "text/plain", 422, "the text holds 2 lines; send one sequence on one line"),
+    (json.dumps([[0.5, 0.5]] * 33).encode(), "application/json", 422,
+     "the sequence has 33 steps; answers with traces follow at most 32 (twice the training length)"),
 ])
 def test_each_bad_sequence_gets_its_status_and_says_what_is_wrong(sequence_client, body, media, status, message):
     response = post(sequence_client, body, media)

@@ -52,9 +52,7 @@ def attribute(model: LSTMClassifier, raw: torch.Tensor, lengths: torch.Tensor | 
     except ImportError as e:
         raise ImportError(f'attributions need Captum ({e}); install it with: pip install "seqlstm[attribute]"') from None
     device = next(model.parameters()).device
-    images = model.inputs.kind == IMAGES
-    x = (raw.float() / 255 if raw.dtype == torch.uint8 else raw.float()).to(device)
-    baseline = torch.zeros_like(x) if images else model.inputs.mean.expand_as(x).clone()
+    x, baseline = input_and_baseline(model, raw, device)
     extra = None if lengths is None else (lengths.to(device),)
     was_training = model.training
     model.eval()
@@ -76,6 +74,13 @@ def attribute(model: LSTMClassifier, raw: torch.Tensor, lengths: torch.Tensor | 
     return Attribution(values, target, values.flatten(1).sum(1) - error, error)
 
 
+def input_and_baseline(model: LSTMClassifier, raw: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw samples in their own units on `device` (images scaled to [0, 1]), and the baseline that
+    stands for "no signal": a blank image, or for sequences the training mean."""
+    x = (raw.float() / 255 if raw.dtype == torch.uint8 else raw.float()).to(device)
+    return x, torch.zeros_like(x) if model.inputs.kind == IMAGES else model.inputs.mean.expand_as(x).clone()
+
+
 @dataclass
 class Deletion:
     """A deletion check of attributions: the target's probability as more and more of each
@@ -94,21 +99,23 @@ class Deletion:
 def deletion(model: LSTMClassifier, raw: torch.Tensor, lengths: torch.Tensor | None = None,
              attribution: Attribution | None = None, points: int = 11, repeats: int = 5, seed: int = 0) -> Deletion:
     """The deletion check of `attribution` (default: `attribute(model, raw, lengths)`) on raw samples
-    as `attribute` takes them. A step is what the model reads at once — an image's row, or pixel
-    for the pixel views; a sequence's step, every feature — and is ranked by its attribution summed
-    over its features; masking sets it to the baseline (blank, or the training mean). `points`
-    shares of the real steps from 0 to 1; `repeats` random orders per sample, drawn from `seed`."""
+    as `attribute` takes them. A step is an input step in the order the model reads them — an
+    image's row, or one pixel for the pixel views; a sequence's step, all its features (a model
+    reading patches reads several at once) — ranked by its attribution summed over its features;
+    masking sets it to the baseline (blank, or the training mean). `points` shares of the real
+    steps from 0 to 1; `repeats` random orders per sample, drawn from `seed`."""
+    fractions = torch.linspace(0, 1, points)
+    if len(raw) == 0:
+        return Deletion(fractions, torch.empty(0, points), torch.empty(0, points))
     attribution = attribution or attribute(model, raw, lengths)
     device = next(model.parameters()).device
-    images = model.inputs.kind == IMAGES
-    x = (raw.float() / 255 if raw.dtype == torch.uint8 else raw.float()).to(device)
-    baseline = torch.zeros_like(x) if images else model.inputs.mean.expand_as(x)
-    # Where each step's values sit in a sample, flattened: the transform's own arrangement of indices.
-    where = model.inputs.arrange(torch.arange(x[0].numel(), dtype=torch.float64, device=device).reshape(1, *x.shape[1:]))
+    x, baseline = input_and_baseline(model, raw, device)
+    # Where each step's values sit in a sample, flattened: the transform's own arrangement of
+    # indices (as float32, exact for any sample under 2**24 values).
+    where = model.inputs.arrange(torch.arange(x[0].numel(), dtype=torch.float32, device=device).reshape(1, *x.shape[1:]))
     where = where[0].long()  # (steps, features)
     score = model.inputs.arrange(attribution.values.to(device)).sum(dim=-1)  # (batch, steps)
     generator = torch.Generator().manual_seed(seed)
-    fractions = torch.linspace(0, 1, points)
     masked, real_steps = [], []
     for b in range(len(x)):
         real = len(where) if lengths is None else int(lengths[b])  # a sequence's steps are read as they are

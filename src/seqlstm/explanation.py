@@ -43,6 +43,7 @@ class Explanation:
     # without Captum.
     attribution: Attribution | None = None
     attribution_read: torch.Tensor | None = None
+    patch: int = 1  # input steps per core step
     figure: Path | None = None
     json: Path | None = None
 
@@ -64,7 +65,7 @@ class Explanation:
 
     def attribution_per_step(self) -> torch.Tensor:
         """(seq,): the attribution of what each core step read, aligned with the gate means (`steps_of`)."""
-        return steps_of(self.attribution_read, self.trace["probabilities"].shape[0])
+        return steps_of(self.attribution_read, self.patch)
 
     def summary(self) -> str:
         confidence = 100 * float(self.trace["probabilities"][-1, self.predicted])
@@ -91,25 +92,29 @@ class Explanation:
             "gate_means": {name: plain(t) for name, t in self.gate_means().items()},
             "unit_order": self.unit_order().tolist(),
             "cell_norm": plain(self.cell_norm()),
-            "attribution": None if self.attribution is None else {
-                "method": "integrated gradients toward the predicted class, from a blank image (sequences: the "
-                          "training mean); values [row][column] for an image, [step][feature] for a sequence",
-                "target": int(self.attribution.target[0]),
-                "values": plain(self.attribution.values[0]),
-                "per_step": plain(self.attribution_per_step()),
-                "logit_change": float(self.attribution.gap[0]),
-                "completeness_error": float(self.attribution.error[0]),
-            },
+            "attribution": None if self.attribution is None else attribution_dict(self.attribution, self.attribution_per_step()),
         }
 
 
-def steps_of(read: torch.Tensor, steps: int) -> torch.Tensor:
-    """(steps,): attributions in the model's reading order, `read` (input steps, features), summed
-    over what each of the core's `steps` read: its features, and the input steps of its patch."""
+def steps_of(read: torch.Tensor, patch: int) -> torch.Tensor:
+    """(core steps,): attributions in the model's reading order, `read` (input steps, features), summed
+    over what each core step read: its features, and the `patch` input steps it reads at once."""
     per_input_step = read.sum(dim=-1)
-    patch = math.ceil(len(per_input_step) / steps)
-    padded = torch.nn.functional.pad(per_input_step, (0, steps * patch - len(per_input_step)))
-    return padded.reshape(steps, patch).sum(dim=1)
+    steps = math.ceil(len(per_input_step) / patch)
+    return torch.nn.functional.pad(per_input_step, (0, steps * patch - len(per_input_step))).reshape(steps, patch).sum(dim=1)
+
+
+def attribution_dict(attribution: Attribution, per_step: torch.Tensor, decimals: int = 6) -> dict:
+    """One sample's attributions as plain numbers for JSON: values [row][column] for an image,
+    [step][feature] for a sequence, and `per_step` (core steps,)."""
+    return {
+        "method": "integrated gradients toward the predicted class, from a blank image (sequences: the training mean)",
+        "target": int(attribution.target[0]),
+        "values": plain(attribution.values[0], decimals),
+        "per_step": plain(per_step, decimals),
+        "logit_change": float(attribution.gap[0]),
+        "completeness_error": float(attribution.error[0]),
+    }
 
 
 def unit_order(trace: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -153,9 +158,9 @@ def attribution_of(model: torch.nn.Module, raw: torch.Tensor, target: int) -> tu
     except ImportError as e:
         log.warning("%s; the figure and JSON leave the attributions out", e)
         return None, None
-    result = Attribution(*(t.cpu() for t in (result.values, result.target, result.gap, result.error)))
     # The input transform's arrangement is a reshape and a reordering: it moves attributions as it moves inputs.
-    return result, model.inputs.arrange(result.values)[0]
+    read = model.inputs.arrange(result.values)[0].cpu()
+    return Attribution(*(t.cpu() for t in (result.values, result.target, result.gap, result.error))), read
 
 
 def explain(
@@ -200,6 +205,7 @@ def explain(
         trace=trace,
     )
     result.attribution, result.attribution_read = attribution_of(model, raw, predicted)
+    result.patch = model.patch
     if out is not None:
         # Imported here so that training and evaluation never load matplotlib.
         from .plots import gate_figure, save_figure

@@ -127,10 +127,11 @@ def predict_files(
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    model, config = load_checkpoint(checkpoint, resolve_device(device))
-    runner = load_runner(model, checkpoint, runtime)
+    # ONNX Runtime runs on the CPU: there, "auto" means the CPU.
+    model, config = load_checkpoint(checkpoint, resolve_device("cpu" if runtime == "onnxruntime" and device == "auto" else device))
     if save_preprocessed is not None and not model.reads_images:
         raise ConfigError("--save-preprocessed writes images; this model reads sequences")
+    runner = load_runner(model, checkpoint, runtime)
     source = source_for(config.dataset)
     results, seen = [], []
     for path in files:

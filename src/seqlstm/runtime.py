@@ -22,6 +22,8 @@ from .errors import ConfigError, ExportError, InputError
 from .evaluation import logits_of
 
 OUTPUT_NAME = "logits"
+# What exporting a checkpoint to ONNX needs (the export extra): the exporter's two and the runtime.
+EXPORT_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 # ONNX Runtime is given at most this many samples per call: its working memory grows with the batch.
 ONNX_BATCH_SIZE = 1000
 
@@ -36,6 +38,9 @@ class TorchRunner:
 
     def logits(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return logits_of(self.model, raw, lengths=lengths).cpu()
+
+    def takes(self, lengths: torch.Tensor | None) -> bool:
+        return True
 
 
 class OnnxRunner:
@@ -54,6 +59,10 @@ class OnnxRunner:
         self.single = onnx_session(path, threads=1)
         self.session = onnx_session(path)
         self.max_length = max_length  # the longest sequence the file takes (None: an image model)
+
+    def takes(self, lengths: torch.Tensor | None) -> bool:
+        """Whether the file takes sequences of these lengths (images: always)."""
+        return lengths is None or len(lengths) == 0 or int(lengths.max()) <= self.max_length
 
     def logits(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is None:  # images: the file takes them scaled to [0, 1], as floats
@@ -76,7 +85,8 @@ class OnnxRunner:
 
 class AutoRunner:
     """Whichever of `runners` answers a batch of this size fastest, measured on the first batch of
-    each size class (powers of two) and remembered; every runner gives the same logits to 1e-4."""
+    each size class (powers of two) and remembered; every runner gives the same logits to 1e-4.
+    Sequences longer than a runner takes go to the others (the first runner takes everything)."""
 
     name = "auto"
 
@@ -85,11 +95,14 @@ class AutoRunner:
         self.chosen: dict[int, object] = {}  # size class -> runner
 
     def logits(self, raw: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        size = max(len(raw), 1).bit_length()
+        able = [runner for runner in self.runners if runner.takes(lengths)]
+        if len(raw) == 0 or len(able) == 1:  # nothing to measure, or nothing to choose from
+            return able[0].logits(raw, lengths)
+        size = len(raw).bit_length()
         if size in self.chosen:
             return self.chosen[size].logits(raw, lengths)
         best, answer = None, None
-        for runner in self.runners:
+        for runner in able:
             runner.logits(raw, lengths)  # the first call of a size pays for allocation and warm-up
             start = time.perf_counter()
             logits = runner.logits(raw, lengths)
@@ -120,15 +133,18 @@ def load_runner(model: torch.nn.Module, checkpoint: str | os.PathLike, runtime: 
 
     "onnxruntime" and "auto" need the export extra; the checkpoint's ONNX file is exported (and
     checked against PyTorch) on first use and kept in the cache folder. "auto" measures per batch
-    size; without onnxruntime it is PyTorch. The model must be on the CPU for ONNX Runtime.
+    size; without the export extra, or for a model on a GPU, it is PyTorch. "onnxruntime" needs the
+    model on the CPU (ConfigError otherwise).
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     torch_runner = TorchRunner(model)
-    if runtime == "torch" or (runtime == "auto" and importlib.util.find_spec("onnxruntime") is None):
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    exportable = all(importlib.util.find_spec(name) is not None for name in EXPORT_PACKAGES)
+    if runtime == "torch" or (runtime == "auto" and not (exportable and on_cpu)):
         return torch_runner
-    if next(model.parameters()).device.type != "cpu":
-        raise ConfigError(f"--runtime {runtime} runs ONNX Runtime on the CPU; use --device cpu with it")
+    if not on_cpu:
+        raise ConfigError("--runtime onnxruntime runs ONNX Runtime on the CPU; use --device cpu (or auto) with it")
     onnx = OnnxRunner(cached_export(checkpoint), model.inputs.steps if not model.reads_images else None)
     return onnx if runtime == "onnxruntime" else AutoRunner([torch_runner, onnx])
 

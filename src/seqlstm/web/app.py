@@ -30,7 +30,7 @@ from ..data.digits import FRAME
 from ..data.userfiles import decode_image
 from ..data.records import samples_for
 from ..errors import InputError, SeqlstmError
-from ..explanation import attribution_of, plain, steps_of, trace_sample, unit_order
+from ..explanation import attribution_dict, attribution_of, plain, steps_of, trace_sample, unit_order
 from ..model.cells import GATES, TRACED
 from ..plots import TITLES
 from ..prediction import prepare_image
@@ -50,7 +50,8 @@ SEQUENCE_MEDIA_TYPES = ("application/json", "text/csv", "text/plain", "applicati
 # bound on the work and memory one request can ask for.
 MAX_SEQUENCE_STEPS = 20_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Gate values in (0, 1) drawn as colours need no more; it keeps a full answer near 300 KB.
+# Gate values in (0, 1) drawn as colours need no more: a full answer for a 28-row image of the
+# tutorial's model is about 350 KB (784 pixels read one per step: about 10 MB).
 TRACE_DECIMALS = 4
 STATIC = Path(__file__).with_name("static")
 SEND = f"send a PNG image (Content-Type: image/png) or a {FRAME}x{FRAME} array of gray levels 0-255 (application/json)"
@@ -83,6 +84,7 @@ class ModelInfo(BaseModel):
 
 
 class Attributions(BaseModel):
+    method: str = Field(description="how they were computed, and from what baseline")
     target: int = Field(description="the class explained: the predicted one")
     values: list[list[float]] = Field(description="integrated gradients, [row][column] for an image, [step][feature] "
                                                   "for a sequence; red for the class, blue against it")
@@ -226,9 +228,9 @@ def create_app(checkpoint: str | os.PathLike, runtime: str = "torch") -> FastAPI
         body = await read_body(request)
         if images:
             reading = await run_in_threadpool(read_drawing, model, classes, body, media, preprocess, traces,
-                                              config.dataset, runner)
+                                              config.dataset, runner, info.attributions)
         else:
-            reading = await run_in_threadpool(read_sequence, model, classes, body, media, traces, runner)
+            reading = await run_in_threadpool(read_sequence, model, classes, body, media, traces, runner, info.attributions)
         return JSONResponse(reading)
 
     return app
@@ -284,7 +286,7 @@ def too_large(what: str) -> HTTPException:
 
 def read_drawing(
     model: torch.nn.Module, classes: list[str], body: bytes, media: str, preprocess: bool, traces: bool, style: str,
-    runner,
+    runner, attributions: bool = True,
 ) -> dict:
     """The API's answer for one picture (see `Reading`), prepared as `style`'s (the model's dataset)
     were; HTTP 400 when the body cannot be decoded, 422 when it is no usable picture of a character.
@@ -300,25 +302,42 @@ def read_drawing(
         image = prepare_image(decoded if png else json_image(decoded), preprocess, "the image", style)
     except InputError as e:
         raise HTTPException(422, str(e)) from None
-    return answer(model, classes, torch.as_tensor(image), traces, runner) | {"image": image.tolist(), "inputs": None}
+    return answer(model, classes, torch.as_tensor(image), traces, runner, attributions) | {"image": image.tolist(),
+                                                                                         "inputs": None}
 
 
-def read_sequence(model: torch.nn.Module, classes: list[str], body: bytes, media: str, traces: bool, runner) -> dict:
+def read_sequence(model: torch.nn.Module, classes: list[str], body: bytes, media: str, traces: bool, runner,
+                  attributions: bool = True) -> dict:
     """The API's answer for one sequence (see `Reading`); HTTP 400 when the body cannot be decoded,
-    422 when it is no sequence of the model's features."""
+    422 when it is no sequence of the model's features or too long to trace."""
     if not body:
         raise HTTPException(400, f"the body is empty; {SEND_SEQUENCE}")
     try:
-        values = decode_sequence(body, media, model.inputs.features)
+        decoded = decode_sequence(body, media)
     except InputError as e:
-        raise HTTPException(400 if str(e).startswith("the body") else 422, str(e)) from None
+        raise HTTPException(400, str(e)) from None
+    try:
+        values = checked_sequence(decoded, media, model.inputs.features)
+    except InputError as e:
+        raise HTTPException(422, str(e)) from None
+    # Tracing a model that reads patches, pools or reads backwards reruns it on every prefix: the
+    # work grows with the square of the length, so traced answers stop at twice the training length.
+    longest = 2 * model.inputs.steps
+    if traces and len(values) > longest:
+        raise HTTPException(422, f"the sequence has {len(values):,} steps; answers with traces follow at most {longest:,} "
+                                 "(twice the training length): send a shorter one, or ask with traces=false")
     x = torch.from_numpy(values)
-    return answer(model, classes, x, traces, runner) | {"image": None, "inputs": plain(x)}
+    try:
+        return answer(model, classes, x, traces, runner, attributions) | {"image": None, "inputs": plain(x)}
+    except InputError as e:  # longer than the ONNX file takes
+        raise HTTPException(422, str(e)) from None
 
 
-def answer(model: torch.nn.Module, classes: list[str], raw: torch.Tensor, traces: bool, runner) -> dict:
+def answer(model: torch.nn.Module, classes: list[str], raw: torch.Tensor, traces: bool, runner,
+           attributions: bool = True) -> dict:
     """The prediction for one raw sample (an image (H, W) or a sequence (T, F)); with `traces`, every
-    gate at every step (PyTorch's explicit equations) and the attributions too."""
+    gate at every step (PyTorch's explicit equations), and with `attributions` (Captum installed)
+    which inputs decided it."""
     if not traces:
         lengths = None if model.reads_images else torch.tensor([len(raw)])
         final = runner.logits(raw[None], lengths)[0].softmax(dim=0)
@@ -328,11 +347,8 @@ def answer(model: torch.nn.Module, classes: list[str], raw: torch.Tensor, traces
         trace = trace_sample(model, raw)
     final = trace["probabilities"][-1]
     predicted = int(final.argmax())
-    attribution, read = attribution_of(model, raw, predicted)
-    explained = None if attribution is None else {
-        "target": predicted, "values": plain(attribution.values[0], TRACE_DECIMALS),
-        "per_step": plain(steps_of(read, trace["probabilities"].shape[0]), TRACE_DECIMALS),
-        "logit_change": float(attribution.gap[0]), "completeness_error": float(attribution.error[0])}
+    attribution, read = attribution_of(model, raw, predicted) if attributions else (None, None)
+    explained = None if attribution is None else attribution_dict(attribution, steps_of(read, model.patch), TRACE_DECIMALS)
     return {
         "prediction": classes[predicted],
         "probabilities": plain(final),
@@ -342,22 +358,26 @@ def answer(model: torch.nn.Module, classes: list[str], raw: torch.Tensor, traces
     }
 
 
-def decode_sequence(body: bytes, media: str, features: int) -> np.ndarray:
-    """float32 (steps, features) from a request body; InputError saying what is wrong with it."""
+def decode_sequence(body: bytes, media: str) -> object:
+    """The body decoded as its media type says: an array (.npy), a JSON value, or a line of text;
+    InputError when it cannot be."""
     if media == "application/octet-stream":
         try:
-            values = np.load(io.BytesIO(body), allow_pickle=False)
+            return np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise InputError(f"the body is not a .npy array ({e}); {SEND_SEQUENCE}") from None
-        where = "the .npy array"
-    elif media == "application/json":
-        values, where = decode_json(body, SEND_SEQUENCE), "the JSON array"
-    else:
-        try:
-            text = body.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise InputError(f"the body is not UTF-8 text; {SEND_SEQUENCE}") from None
-        values, where = ts_case(text, features), "the line"
+    if media == "application/json":
+        return decode_json(body, SEND_SEQUENCE)
+    try:
+        return body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"the body is not UTF-8 text; {SEND_SEQUENCE}") from None
+
+
+def checked_sequence(decoded: object, media: str, features: int) -> np.ndarray:
+    """float32 (steps, features) from a decoded body; InputError saying what is wrong with it."""
+    where = {"application/octet-stream": "the .npy array", "application/json": "the JSON array"}.get(media, "the line")
+    values = ts_case(decoded, features) if isinstance(decoded, str) else decoded
     try:
         array = np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError):
@@ -375,7 +395,12 @@ def decode_sequence(body: bytes, media: str, features: int) -> np.ndarray:
 def ts_case(text: str, features: int) -> list:
     """One sequence from a line: comma-separated values, one group per feature separated by ':' (a
     .ts case; a trailing class label is dropped). Returns [step][feature]."""
-    groups = [group for group in text.splitlines()[0].split(":")] if text else []
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise InputError(f"the text holds {len(lines)} lines; send one sequence on one line (values separated by "
+                         "commas, the features by ':')")
+    # Spreadsheets end rows with empty cells: trailing commas carry no value.
+    groups = [group.strip().rstrip(",") for group in lines[0].split(":")] if lines else []
     if len(groups) == features + 1:  # a .ts case ends with its class label
         groups = groups[:-1]
     if len(groups) != features:

@@ -35,6 +35,11 @@ function el(tag, className, text) {
 }
 
 const percent = (p) => `${(100 * p).toFixed(1)} %`;
+// The largest magnitude in a nested array (a spread would overflow the call stack on long sequences).
+const largest = (values) => values.flat().reduce((most, v) => Math.max(most, Math.abs(v)), 0);
+// FastAPI's own validation errors give `detail` as a list of problems; ours, as one sentence.
+const problem = (answer, status) => (typeof answer.detail === "string" ? answer.detail
+  : Array.isArray(answer.detail) ? answer.detail.map((d) => d.msg).join("; ") : `HTTP ${status}`);
 const argmax = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
 const status = (text) => { $("status").textContent = text; };
 
@@ -211,7 +216,7 @@ async function ask(full) {
   const answer = await response.json();
   if (mine !== generation) return;
   if (!response.ok) {
-    status(typeof answer.detail === "string" ? answer.detail : `The server refused the drawing (HTTP ${response.status}).`);
+    status(problem(answer, response.status));
     return;
   }
   status("");
@@ -241,12 +246,12 @@ async function readSequence(body, contentType, note) {
     response = await fetch("api/predict?traces=true", { method: "POST", headers: { "Content-Type": contentType }, body });
     answer = await response.json();
   } catch (error) {
-    $("sequence-status").textContent = `The server did not answer (${error.message}).`;
+    if (mine === generation) $("sequence-status").textContent = `No answer from the server (${error.message}).`;
     return;
   }
   if (mine !== generation) return;
   if (!response.ok) {
-    $("sequence-status").textContent = typeof answer.detail === "string" ? answer.detail : `The server refused the sequence (HTTP ${response.status}).`;
+    $("sequence-status").textContent = problem(answer, response.status);
     return;
   }
   $("sequence-status").textContent = `${note}: ${answer.inputs.length} steps of ${model.features} feature${model.features > 1 ? "s" : ""}.`;
@@ -257,10 +262,16 @@ async function readSequence(body, contentType, note) {
 }
 
 async function readSample(index) {
-  const response = await fetch(`api/samples/${index}`);
-  const sample = await response.json();
+  let response, sample;
+  try {
+    response = await fetch(`api/samples/${index}`);
+    sample = await response.json();
+  } catch (error) {
+    $("sequence-status").textContent = `No answer from the server (${error.message}).`;
+    return;
+  }
   if (!response.ok) {
-    $("sequence-status").textContent = sample.detail;
+    $("sequence-status").textContent = problem(sample, response.status);
     return;
   }
   $("sample").value = String(index);
@@ -297,7 +308,7 @@ function drawTrace(answer) {
   context.fillStyle = "#fff";
   context.fillRect(0, 0, canvas.width, canvas.height);
   const width = canvas.width / values.length;
-  const limit = shares ? Math.max(...shares.flat().map(Math.abs)) || 1 : 1;
+  const limit = shares ? largest(shares) || 1 : 1;
   const colour = diverging(limit);
   features.forEach((k, row) => {
     if (shares) {
@@ -308,7 +319,7 @@ function drawTrace(answer) {
       });
     }
     const line = values.map((step) => step[k]);
-    const low = Math.min(...line), span = Math.max(...line) - low || 1;
+    const low = line.reduce((a, b) => Math.min(a, b)), span = line.reduce((a, b) => Math.max(a, b)) - low || 1;
     context.strokeStyle = "#111";
     context.lineWidth = 1.5;
     context.beginPath();
@@ -326,7 +337,7 @@ function drawTrace(answer) {
 // An image's attributions as a map beside it.
 function drawAttributionMap(attribution) {
   const values = attribution.values; // [row][column]
-  const limit = Math.max(...values.flat().map(Math.abs)) || 1;
+  const limit = largest(values) || 1;
   paint($("attribution"), values[0].length, values.length, (x, y) => values[y][x], diverging(limit));
   $("attribution-view").hidden = false;
   $("attribution-note").hidden = false;
