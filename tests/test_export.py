@@ -23,10 +23,7 @@ MODEL_VARIANTS = {
     "lstm-3x8-26-classes": (dict(hidden_size=8, num_layers=3, num_classes=26), {}),
     "gru-2x32": (dict(hidden_size=32, num_layers=2, cell="gru"), dict(cell="gru")),
     "seed-2x32": (dict(hidden_size=32, num_layers=2, cell="seed"), dict(cell="seed")),
-    # One pixel per step, in a stored order (the pixels view is the same file without the reordering).
-    "lstm-permuted": (dict(input_size=1, hidden_size=8, num_layers=1, inputs=dict(view="permuted", image_shape=(28, 28),
-                                                                                  perm_seed=3)), dict(view="permuted")),
-}
+}  # the pixel views: test_sequences.py exports a trained permuted-pixel model
 
 
 def session(path):

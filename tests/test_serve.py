@@ -39,7 +39,8 @@ from seqlstm.data.digits import mnist_style
 from seqlstm.explanation import trace_sample, unit_order
 from seqlstm.model.cells import GATES, TRACED
 from seqlstm.prediction import prepare_file
-from seqlstm.web.app import MAX_BODY_BYTES, MAX_PIXELS, create_app
+from seqlstm.web.app import MAX_BODY_BYTES, create_app
+from seqlstm.web.bodies import MAX_PIXELS
 
 LOAD_REQUESTS = 200
 LOAD_CONCURRENCY = 8
