@@ -31,8 +31,6 @@ ONNX_BATCH_SIZE = 1000
 class TorchRunner:
     """The PyTorch model itself, in float32 under inference mode."""
 
-    name = "torch"
-
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
@@ -53,8 +51,6 @@ class OnnxRunner:
     requests at once then uses one core per request instead of every core for each.
     """
 
-    name = "onnxruntime"
-
     def __init__(self, path: str | os.PathLike, max_length: int | None = None):
         self.single = onnx_session(path, threads=1)
         self.session = onnx_session(path)
@@ -70,7 +66,7 @@ class OnnxRunner:
             feeds = [{"x": x[i : i + ONNX_BATCH_SIZE]} for i in range(0, len(x), ONNX_BATCH_SIZE)]
         else:
             longest = int(lengths.max()) if len(lengths) else 0
-            if longest > self.max_length:
+            if not self.takes(lengths):
                 raise InputError(f"a sequence of {longest:,} steps is longer than the {self.max_length:,} the ONNX "
                                  "file takes; use --runtime torch, or export with a larger --max-length")
             # Padding beyond the longest sequence is never read: the file takes any length up to its maximum.
@@ -87,8 +83,6 @@ class AutoRunner:
     """Whichever of `runners` answers a batch of this size fastest, measured on the first batch of
     each size class (powers of two) and remembered; every runner gives the same logits to 1e-4.
     Sequences longer than a runner takes go to the others (the first runner takes everything)."""
-
-    name = "auto"
 
     def __init__(self, runners: list):
         self.runners = runners
