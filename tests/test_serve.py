@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -283,24 +284,34 @@ def test_cli_serve_refuses_a_busy_port_and_a_missing_checkpoint(image_checkpoint
     assert missing.stderr.strip() == f"seqlstm: error: {tmp_path / 'nope.ckpt'}: no such checkpoint file"
 
 
-@pytest.fixture(scope="module")
-def server(trained_checkpoint):
-    """`seqlstm serve CKPT --port 0` in a real process; yields its URL; stopped with Ctrl+C (SIGINT)."""
+@contextlib.contextmanager
+def serving(checkpoint):
+    """`seqlstm serve CKPT --port 0` in a real process; yields its URL; stopped with Ctrl+C (SIGINT),
+    which must end it with 130 and one line on stderr."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "seqlstm", "serve", str(trained_checkpoint), "--port", "0"],
+        [sys.executable, "-m", "seqlstm", "serve", str(checkpoint), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     line = process.stdout.readline()
-    found = re.fullmatch(rf"serving {re.escape(str(trained_checkpoint))} at (http://127\.0\.0\.1:\d+/) \(Ctrl\+C stops\)\n", line)
+    found = re.fullmatch(rf"serving {re.escape(str(checkpoint))} at (http://127\.0\.0\.1:\d+/) \(Ctrl\+C stops\)\n", line)
     if not found:
         process.kill()
         pytest.fail(f"`seqlstm serve` printed {line!r}, stderr: {process.stderr.read()}")
-    yield found.group(1)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
+    try:
+        yield found.group(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+    assert code == 130
     assert process.stderr.read().strip() == "seqlstm: interrupted"
+
+
+@pytest.fixture(scope="module")
+def server(trained_checkpoint):
+    with serving(trained_checkpoint) as url:
+        yield url
 
 
 @pytest.mark.e2e
@@ -375,55 +386,63 @@ def touch(page, cdp, points: list[tuple[float, float]], before_lifting=None) -> 
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, digits, tmp_path):
+@contextlib.contextmanager
+def chromium(url: str, errors: list):
+    """A real headless Chromium with a desktop-sized page open at `url`, ready; yields (browser,
+    page); every page's JavaScript errors go to `errors`."""
     executable = chromium_path()
-    errors = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server)
+            page.goto(url)
             page.wait_for_selector("body[data-ready=true]")
-            assert "lstm cell, 2 × 128 units" in page.inner_text("#model")
-            draw(page, [(0.22, 0.2), (0.78, 0.2), (0.45, 0.85)])
-            page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
-            assert page.inner_text("#prediction") == "7"
-            assert page.locator("#gates canvas").count() == len(TRACED["lstm"])
-            assert page.eval_on_selector_all("#gates canvas", "cs => cs.map(c => [c.width, c.height])") == [[28, 128]] * 6
-            page.locator("#step").fill("14")
-            assert page.inner_text("#step-label").startswith("After row 14 of 28: ")
-            page.locator("#step").fill("28")
-            page.screenshot(path=tmp_path / "serve.png", full_page=True)
-            print(f"screenshot: {tmp_path / 'serve.png'}")
-            page.click("#clear")
-            assert page.inner_text("#prediction") == "–" and page.locator("#gates-card").is_hidden()
-            # A photo of a digit, uploaded: on the pad, then read like a drawing, with its attributions.
-            photo = tmp_path / "seven.png"
-            photo.write_bytes(drawing(digits.images[0].numpy()))
-            page.set_input_files("#image-upload", str(photo))
-            page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
-            assert page.inner_text("#prediction") == "7" and page.locator("#attribution-view").is_visible()
-
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
-            page = phone.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server)
-            page.wait_for_selector("body[data-ready=true]")
-            cdp = phone.new_cdp_session(page)
-
-            def live_answer_while_the_finger_is_down():
-                page.wait_for_function("document.getElementById('prediction').textContent !== '–'")
-                assert page.locator("#gates-card").is_hidden()
-
-            touch(page, cdp, [(0.5, 0.15), (0.47, 0.85)], before_lifting=live_answer_while_the_finger_is_down)
-            page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
-            assert page.inner_text("#prediction") == "1"
-            page.screenshot(path=tmp_path / "serve-phone.png", full_page=True)
+            yield browser, page
         finally:
             browser.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_real_browser_draws_a_seven_and_sees_it_read_with_its_gates(server, digits, tmp_path):
+    errors = []
+    with chromium(server, errors) as (browser, page):
+        assert "lstm cell, 2 × 128 units" in page.inner_text("#model")
+        draw(page, [(0.22, 0.2), (0.78, 0.2), (0.45, 0.85)])
+        page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
+        assert page.inner_text("#prediction") == "7"
+        assert page.locator("#gates canvas").count() == len(TRACED["lstm"])
+        assert page.eval_on_selector_all("#gates canvas", "cs => cs.map(c => [c.width, c.height])") == [[28, 128]] * 6
+        page.locator("#step").fill("14")
+        assert page.inner_text("#step-label").startswith("After row 14 of 28: ")
+        page.locator("#step").fill("28")
+        page.screenshot(path=tmp_path / "serve.png", full_page=True)
+        print(f"screenshot: {tmp_path / 'serve.png'}")
+        page.click("#clear")
+        assert page.inner_text("#prediction") == "–" and page.locator("#gates-card").is_hidden()
+        # A photo of a digit, uploaded: on the pad, then read like a drawing, with its attributions.
+        photo = tmp_path / "seven.png"
+        photo.write_bytes(drawing(digits.images[0].numpy()))
+        page.set_input_files("#image-upload", str(photo))
+        page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
+        assert page.inner_text("#prediction") == "7" and page.locator("#attribution-view").is_visible()
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+        page = phone.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server)
+        page.wait_for_selector("body[data-ready=true]")
+        cdp = phone.new_cdp_session(page)
+
+        def live_answer_while_the_finger_is_down():
+            page.wait_for_function("document.getElementById('prediction').textContent !== '–'")
+            assert page.locator("#gates-card").is_hidden()
+
+        touch(page, cdp, [(0.5, 0.15), (0.47, 0.85)], before_lifting=live_answer_while_the_finger_is_down)
+        page.wait_for_selector("#gates-card:not([hidden]):not(.stale)")
+        assert page.inner_text("#prediction") == "1"
+        page.screenshot(path=tmp_path / "serve-phone.png", full_page=True)
     assert errors == []
 
 
@@ -522,50 +541,34 @@ def test_samples_out_of_range_and_for_an_image_model_are_404_with_what_to_do(seq
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_a_real_browser_reads_a_test_sequence_and_a_pasted_one_with_gates_and_attributions(sequence_checkpoint, tmp_path):
-    executable = chromium_path()
-    process = subprocess.Popen([sys.executable, "-m", "seqlstm", "serve", str(sequence_checkpoint), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"at (http://\S+) ", process.stdout.readline()).group(1)
-        errors = []
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.goto(url)
-                page.wait_for_selector("body[data-ready=true]")
-                assert page.inner_text("#title") == "Give a sequence and watch the model read it"
-                assert page.locator("#draw-card").is_hidden() and page.locator("#sequence-card").is_visible()
-                page.fill("#sample", "2")
-                page.click("#read-sample")
-                page.wait_for_selector("#gates-card:not([hidden])")
-                assert page.inner_text("#sequence-status").startswith("Test sequence 2, true class ")
-                assert page.inner_text("#prediction") in ("0", "1", "2")
-                assert page.eval_on_selector_all("#gates canvas", "cs => cs.map(c => [c.width, c.height])") == [[16, 8]] * 6
-                assert page.inner_text("#step-label").startswith("After step 16 of 16: ")
-                # The trace: both features, each over a band coloured by its attributions.
-                assert page.get_attribute("#trace", "data-features") == "0,1"
-                coloured = page.evaluate("""() => {
-                    const c = document.getElementById('trace'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                    let n = 0; for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 2]) > 40) n++; return n / (d.length / 4); }""")
-                assert coloured > 0.05, coloured  # red or blue where the attributions are, not white or grey everywhere
-                assert page.locator("#attribution-note").is_visible()
-                page.screenshot(path=tmp_path / "serve-sequence.png", full_page=True)
-                print(f"screenshot: {tmp_path / 'serve-sequence.png'}")
+    errors = []
+    with serving(sequence_checkpoint) as url, chromium(url, errors) as (_, page):
+        assert page.inner_text("#title") == "Give a sequence and watch the model read it"
+        assert page.locator("#draw-card").is_hidden() and page.locator("#sequence-card").is_visible()
+        page.fill("#sample", "2")
+        page.click("#read-sample")
+        page.wait_for_selector("#gates-card:not([hidden])")
+        assert page.inner_text("#sequence-status").startswith("Test sequence 2, true class ")
+        assert page.inner_text("#prediction") in ("0", "1", "2")
+        assert page.eval_on_selector_all("#gates canvas", "cs => cs.map(c => [c.width, c.height])") == [[16, 8]] * 6
+        assert page.inner_text("#step-label").startswith("After step 16 of 16: ")
+        # The trace: both features, each over a band coloured by its attributions.
+        assert page.get_attribute("#trace", "data-features") == "0,1"
+        coloured = page.evaluate("""() => {
+            const c = document.getElementById('trace'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 2]) > 40) n++; return n / (d.length / 4); }""")
+        assert coloured > 0.05, coloured  # red or blue where the attributions are, not white or grey everywhere
+        assert page.locator("#attribution-note").is_visible()
+        page.screenshot(path=tmp_path / "serve-sequence.png", full_page=True)
+        print(f"screenshot: {tmp_path / 'serve-sequence.png'}")
 
-                page.fill("#pasted", "0.5,0.4,0.3,0.2,0.1:1,1,1,1,1")
-                page.click("#read-pasted")
-                page.wait_for_function("document.getElementById('sequence-status').textContent.startsWith('The pasted')")
-                assert page.inner_text("#sequence-status") == "The pasted sequence: 5 steps of 2 features."
-                assert page.inner_text("#step-label").startswith("After step 5 of 5: ")
-                page.fill("#pasted", "1,2,3")
-                page.click("#read-pasted")
-                page.wait_for_function("document.getElementById('sequence-status').textContent.includes('group')")
-                assert "the model reads 2 features, one group each" in page.inner_text("#sequence-status")
-            finally:
-                browser.close()
-        assert errors == []
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        page.fill("#pasted", "0.5,0.4,0.3,0.2,0.1:1,1,1,1,1")
+        page.click("#read-pasted")
+        page.wait_for_function("document.getElementById('sequence-status').textContent.startsWith('The pasted')")
+        assert page.inner_text("#sequence-status") == "The pasted sequence: 5 steps of 2 features."
+        assert page.inner_text("#step-label").startswith("After step 5 of 5: ")
+        page.fill("#pasted", "1,2,3")
+        page.click("#read-pasted")
+        page.wait_for_function("document.getElementById('sequence-status').textContent.includes('group')")
+        assert "the model reads 2 features, one group each" in page.inner_text("#sequence-status")
+    assert errors == []
