@@ -22,6 +22,7 @@ import torch
 from ..errors import ConfigError, DataError, InputError
 from ..model.inputs import IMAGES, SEQUENCES, get_view
 from .augment import random_shift
+from .packed import MANIFEST, Pack, Packed, is_pack
 from .batches import hold_out, stratified_hold_out, stratified_test_rows
 from .seqfiles import SUPPORTED, RawSequences, from_arrays, pad, read_sequences
 from .sequences import Sequences
@@ -42,8 +43,8 @@ DEFAULT_TEST_SIZE = 0.2
 
 
 class TrainingData(NamedTuple):
-    train: Sequences
-    test: Sequences | None  # None: arrays in memory bring no test split
+    train: Sequences | Packed  # Packed: a pack's, read from disk a batch at a time
+    test: Sequences | Packed | None  # None: arrays in memory bring no test split
     classes: tuple[str, ...]
     inputs: dict  # the model's input transform: InputTransform's arguments (kind, steps, image_shape, view)
     features: int  # per step, as the model reads them
@@ -287,18 +288,83 @@ class Arrays(SequenceRecord):
         )
 
 
-def source_for(dataset: str | os.PathLike | None) -> ImageSet | SequenceFile | Arrays:
+@dataclass(frozen=True)
+class PackedSet(SequenceRecord):
+    """A pack written by `seqlstm pack` (data/packed.py): its splits are read from disk a batch at a
+    time, so it may be far larger than memory. The test split is the pack's own."""
+
+    path: str = ""
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def where(self) -> str:
+        return self.path
+
+    def opened(self, config) -> Pack:
+        """The pack, checked to be the one the run of `config` began with (DataError otherwise)."""
+        if config.test_dataset is not None or config.test_size is not None:
+            raise ConfigError(f"{self.path} is a pack, which holds its own test split; --test-dataset and --test-size "
+                              "apply to sequence files (split a pack with seqlstm pack --test or --test-size)")
+        opened = Pack(self.path)
+        recorded = (config.digests or {}).get("dataset")
+        if recorded is not None and opened.digest() != recorded:
+            raise DataError(f"{self.path}: not the pack the model was trained on (it was packed again since); "
+                            f"evaluate on it as it is now with --dataset {self.path}, or train again")
+        return opened
+
+    def load(self, config) -> TrainingData:
+        opened = self.opened(config)
+        train = opened.split("train")
+        test = opened.split("test") if "test" in opened.manifest["splits"] else None
+        steps = opened.manifest["splits"]["train"]["longest"]
+        return TrainingData(train, test, opened.classes, dict(kind=SEQUENCES, steps=steps), opened.features, steps)
+
+    def pin(self, config):
+        return replace(config, dataset=str(Path(config.dataset).resolve()))
+
+    def files(self, config) -> list[Path]:
+        return Pack(self.path).files()
+
+    def digests(self, config) -> dict[str, str]:
+        return {"dataset": Pack(self.path).digest()}
+
+    def split(self, config, split: str, model, data_dir: str | os.PathLike | None = None) -> Packed:
+        return checked_pack(self.opened(config).split(split), model)
+
+
+def checked_pack(samples: Packed, model) -> Packed:
+    """`samples` when the model reads their features and knows their classes; DataError otherwise."""
+    pack = samples.pack
+    if pack.features != model.inputs.features:
+        raise DataError(f"{pack.path}: the sequences have {pack.features} features per step but the model reads "
+                        f"{model.inputs.features}")
+    if pack.classes != tuple(model.classes):
+        raise DataError(f"{pack.path}: its classes ({', '.join(pack.classes)}) are not the model's "
+                        f"({', '.join(model.classes)}); evaluate a model on a pack of the classes it was trained on")
+    return samples
+
+
+def source_for(dataset: str | os.PathLike | None) -> ImageSet | SequenceFile | PackedSet | Arrays:
     """The record of what `dataset` names: a published image set (any case), a user's sequence file
-    (by its extension), or None for arrays in memory. DataError saying what is accepted otherwise."""
+    (by its extension), a pack (a folder `seqlstm pack` wrote), or None for arrays in memory.
+    DataError saying what is accepted otherwise."""
     if dataset is None:
         return Arrays()
+    if is_pack(dataset):
+        return PackedSet(str(dataset))
     if Path(dataset).suffix.lower() in SUPPORTED:
         return SequenceFile(str(dataset))
     if Path(dataset).suffix or Path(dataset).is_file():
         raise DataError(
-            f"--dataset {dataset}: not a file seqlstm reads; give a {', '.join(SUPPORTED)} file of labelled sequences "
-            f"or a dataset name ({', '.join(DATASETS)})"
+            f"--dataset {dataset}: not a file seqlstm reads; give a {', '.join(SUPPORTED)} file of labelled sequences, "
+            f"a folder written by seqlstm pack, or a dataset name ({', '.join(DATASETS)})"
         )
+    if Path(dataset).is_dir():
+        raise DataError(f"--dataset {dataset}: a folder, but not one seqlstm pack wrote (it has no {MANIFEST}); pack "
+                        f"your files into one with seqlstm pack FILES --out FOLDER, or give a file")
     return ImageSet(get_dataset(str(dataset)))
 
 
@@ -309,6 +375,8 @@ def samples_for(config, model, split: str = "test", data_dir: str | os.PathLike 
     `data_dir` replaces the config's folder for a published image set."""
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use train or test")
+    if dataset is not None and is_pack(dataset):
+        return checked_pack(Pack(dataset).everything(), model)
     if dataset is not None:
         return labelled(dataset, config, model)
     return source_for(config.dataset).split(config, split, model, data_dir)

@@ -15,6 +15,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,38 @@ def read_sequences(path: str | os.PathLike, label_column: str | int | None = Non
     the end of each row); None means the first column.
     Raises DataError for a missing, empty, unsupported or malformed file.
     """
+    source, path = checked_path(path)
+    if path.suffix.lower() == ".npz":
+        with readable(source):
+            return read_npz(path, source)
+    cases, labels = [], []
+    for case, label in sequence_cases(path, label_column):
+        cases.append(case)
+        labels.append(label)
+    values, lengths = pad(cases, source)
+    if labels[0] is None:
+        return RawSequences(values, lengths, None, source)
+    return RawSequences(values, lengths, label_array(labels) if path.suffix.lower() == ".csv" else np.array(labels, dtype=str),
+                        source)
+
+
+def sequence_cases(path: str | os.PathLike, label_column: str | int | None = None) -> Iterator[tuple[np.ndarray, str | None]]:
+    """Each sequence of the file at `path`, one at a time, checked as `read_sequences` checks them:
+    (float (L, F) values, its label as written or None). Only a part of the file is in memory at
+    once, whatever its size (`seqlstm pack` reads this way). DataError as `read_sequences` raises."""
+    source, path = checked_path(path)
+    suffix = path.suffix.lower()
+    reader = npz_cases(path, source) if suffix == ".npz" else ts_cases(path, source) if suffix == ".ts" else \
+        csv_cases(path, source, label_column)
+    with readable(source):
+        yield from reader
+
+
+def checked_path(path: str | os.PathLike) -> tuple[str, Path]:
+    """(`path` as given, for messages; as a Path) once it names a non-empty file of a supported kind."""
     source = str(path)
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED:
+    if path.suffix.lower() not in SUPPORTED:
         raise DataError(
             f"{source}: unsupported extension {path.suffix!r}; give a {', '.join(SUPPORTED)} file "
             "(a .npz archive with X and y, a sktime/aeon .ts file, or a .csv with one sequence per row)"
@@ -55,13 +84,19 @@ def read_sequences(path: str | os.PathLike, label_column: str | int | None = Non
     if not path.is_file():
         raise DataError(f"{source}: no such file")
     try:
-        if path.stat().st_size == 0:
-            raise DataError(f"{source}: the file is empty; it holds no sequences")
-        if suffix == ".npz":
-            return read_npz(path, source)
-        if suffix == ".ts":
-            return read_ts(path, source)
-        return read_csv(path, source, label_column)
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise DataError(f"{source}: cannot read the file ({e.strerror})") from None
+    if empty:
+        raise DataError(f"{source}: the file is empty; it holds no sequences")
+    return source, path
+
+
+@contextmanager
+def readable(source: str):
+    """Turns what the operating system or the text decoder raise while reading `source` into DataError."""
+    try:
+        yield
     except UnicodeDecodeError as e:
         raise DataError(f"{source}: not UTF-8 text (byte {e.start} cannot be decoded); save it as UTF-8") from None
     except OSError as e:
@@ -83,9 +118,11 @@ def read_npz(path: Path, source: str) -> RawSequences:
     return from_arrays(arrays["X"], arrays.get("y"), arrays.get("lengths"), source)
 
 
-def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None, source: str) -> RawSequences:
+def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None, source: str,
+                first: int = 0) -> RawSequences:
     """Sequences `x` (N, T, F) or (N, T), labels `y` (N,) and `lengths` (N,) checked as `.npz` members
-    are; errors name `source` (a file, or the arrays handed to the estimator)."""
+    are; errors name `source` (a file, or the arrays handed to the estimator) and number sequence i
+    `first + i` (`x` a part of a larger array)."""
     shape = x.shape
     if x.ndim == 2:
         x = x[:, :, None]  # (N, T): one feature per step
@@ -102,7 +139,7 @@ def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None,
     if t == 0 or f == 0:
         raise DataError(f"{source}: X has shape {x.shape}; every sequence needs at least one step of one feature")
     labels = npz_labels(y, n, source)
-    lengths = npz_lengths(lengths, n, t, source)
+    lengths = npz_lengths(lengths, n, t, source, first)
     with np.errstate(over="ignore"):  # an overflow becomes inf, reported below with its place
         values = x.astype(np.float32)
     real = np.arange(t)[None, :] < lengths[:, None]  # (N, T): True on steps that belong to the sequence
@@ -112,15 +149,15 @@ def from_arrays(x: np.ndarray, y: np.ndarray | None, lengths: np.ndarray | None,
         i, step, feature = np.unravel_index(np.flatnonzero(bad)[0], bad.shape)
         raise DataError(
             f"{source}: X has {int(bad.sum())} NaN or infinite value(s) (or values too large for float32) inside "
-            f"the sequences, the first at sequence {i}, step {step}, feature {feature}; fix or drop those "
+            f"the sequences, the first at sequence {first + i}, step {step}, feature {feature}; fix or drop those "
             "sequences (NaN is allowed only in the padding after each sequence's length)"
         )
     values[~real] = 0.0  # people pad with NaN or anything; the model must see zeros there
     return RawSequences(values=values, lengths=lengths, labels=labels, source=source)
 
 
-def load_npz(path: Path, source: str) -> dict[str, np.ndarray]:
-    """Every array in the archive, loaded without pickle; errors say what to do about the file.
+def load_npz(path: Path, source: str, skip: str | None = None) -> dict[str, np.ndarray]:
+    """Every array in the archive (but `skip`), loaded without pickle; errors say what to do about the file.
 
     Each member's .npy header is read and checked against the member's size before its data is:
     a header may promise any shape, and numpy would allocate it before finding the data short.
@@ -143,42 +180,99 @@ def load_npz(path: Path, source: str) -> dict[str, np.ndarray]:
             raise DataError(f"{damaged} ({e}); save it again with np.savez") from None
         with archive:
             return {info.filename.removesuffix(".npy"): npz_member(archive, info, source)
-                    for info in archive.infolist() if not info.is_dir()}
+                    for info in archive.infolist() if not info.is_dir() and info.filename.removesuffix(".npy") != skip}
 
 
 def npz_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
     """One member of a .npz archive as an array, its header checked against its size first."""
-    name = info.filename.removesuffix(".npy")
-    where = f"{source}: the file is damaged or not a .npz archive (array {name}"
-    if info.flag_bits & 0x1:
-        raise DataError(f"{where} is encrypted); save it again with np.savez, without a password")
-    try:
+    with npz_errors(info, source):
         with archive.open(info) as member:
-            version = npformat.read_magic(member)
-            read_header = {(1, 0): npformat.read_array_header_1_0, (2, 0): npformat.read_array_header_2_0,
-                           (3, 0): npformat.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f"unsupported .npy format version {version}")
-            shape, _, dtype = read_header(member)
-            if dtype.hasobject:
-                raise DataError(
-                    f"{source}: array {name} is ragged / holds Python objects, which seqlstm never "
-                    "unpickles; pad the sequences to one length T and add a lengths array, e.g. "
-                    "np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
-                )
-            promised = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-            if promised > info.file_size:
-                raise DataError(
-                    f"{where}: its header promises {promised:,} bytes of data but the archive holds "
-                    f"{info.file_size:,}); save it again with np.savez"
-                )
+            npz_header(member, info, source)
         with archive.open(info) as member:
             return npformat.read_array(member, allow_pickle=False)
+
+
+def npz_header(member, info: zipfile.ZipInfo, source: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from the .npy header at the start of the open `member`, checked:
+    no pickled objects, and no more data promised than the archive holds."""
+    name = info.filename.removesuffix(".npy")
+    if info.flag_bits & 0x1:
+        raise DataError(f"{source}: the file is damaged or not a .npz archive (array {name} is encrypted); save it "
+                        "again with np.savez, without a password")
+    version = npformat.read_magic(member)
+    read_header = {(1, 0): npformat.read_array_header_1_0, (2, 0): npformat.read_array_header_2_0,
+                   (3, 0): npformat.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, fortran, dtype = read_header(member)
+    if dtype.hasobject:
+        raise DataError(
+            f"{source}: array {name} is ragged / holds Python objects, which seqlstm never "
+            "unpickles; pad the sequences to one length T and add a lengths array, e.g. "
+            "np.savez(path, X=padded, y=labels, lengths=lengths) with padded of shape (N, T, F)"
+        )
+    promised = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if promised > info.file_size:
+        raise DataError(
+            f"{source}: the file is damaged or not a .npz archive (array {name}: its header promises {promised:,} "
+            f"bytes of data but the archive holds {info.file_size:,}); save it again with np.savez"
+        )
+    return shape, fortran, dtype
+
+
+@contextmanager
+def npz_errors(info: zipfile.ZipInfo, source: str):
+    """Every way the zip or zlib layer can fail while reading member `info`, as a DataError naming it."""
+    try:
+        yield
     except DataError:
         raise
     except (ValueError, EOFError, OSError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error,
             MemoryError) as e:
-        raise DataError(f"{where}: {e}); save it again with np.savez") from None
+        raise DataError(f"{source}: the file is damaged or not a .npz archive (array "
+                        f"{info.filename.removesuffix('.npy')}: {e}); save it again with np.savez") from None
+
+
+# Rows of X read at a time when a .npz is streamed (`npz_cases`).
+NPZ_CHUNK_BYTES = 32 << 20
+
+
+def npz_cases(path: Path, source: str) -> Iterator[tuple[np.ndarray, int | str | None]]:
+    """Each sequence of a `.npz` archive as (float32 (L, F), its label or None), reading `X` a few
+    rows at a time: only `y` and `lengths` are loaded whole. Checked as `read_npz` checks them."""
+    arrays = load_npz(path, source, skip="X")
+    with path.open("rb") as f, zipfile.ZipFile(f) as archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist() if not info.is_dir()}
+        if "X" not in members:
+            there = ", ".join(sorted(arrays)) or "none"
+            raise DataError(
+                f"{source}: no array named X (arrays in the file: {there}); save the sequences as X, "
+                "e.g. np.savez(path, X=sequences, y=labels)"
+            )
+        info = members["X"]
+        with npz_errors(info, source), archive.open(info) as member:
+            shape, fortran, dtype = npz_header(member, info, source)
+            if fortran and len(shape) > 1:
+                raise DataError(f"{source}: X is stored in Fortran order, which cannot be read a sequence at a time; "
+                                "save it again with np.savez(path, X=np.ascontiguousarray(X), ...)")
+            if len(shape) not in (2, 3) or 0 in shape:
+                from_arrays(np.zeros(shape, dtype), None, None, source)  # raises the in-memory reader's error
+            n, row = shape[0], int(np.prod(shape[1:])) * dtype.itemsize
+            y, lengths = arrays.get("y"), arrays.get("lengths")
+            for name, array in (("y", y), ("lengths", lengths)):
+                if array is not None and array.shape != (n,):  # checked whole, before any sequence is given
+                    (npz_labels if name == "y" else npz_lengths)(array, n, shape[1], source)
+            rows = max(1, NPZ_CHUNK_BYTES // row)
+            for start in range(0, n, rows):
+                count = min(rows, n - start)
+                data = member.read(count * row)
+                if len(data) != count * row:
+                    raise EOFError(f"X ends inside sequence {start + len(data) // row} of its {n}")
+                part = slice(start, start + count)
+                raw = from_arrays(np.frombuffer(data, dtype).reshape(count, *shape[1:]), None if y is None else y[part],
+                                  None if lengths is None else lengths[part], source, first=start)
+                for i in range(count):
+                    yield raw.values[i, : raw.lengths[i]], None if raw.labels is None else raw.labels[i]
 
 
 def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
@@ -206,8 +300,9 @@ def npz_labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
     raise DataError(f"{source}: y has dtype {y.dtype}; labels must be integers or strings")
 
 
-def npz_lengths(lengths: np.ndarray | None, n: int, t: int, source: str) -> np.ndarray:
-    """`lengths` as int64 (N,) within 1..T; every sequence is T steps long without it."""
+def npz_lengths(lengths: np.ndarray | None, n: int, t: int, source: str, first: int = 0) -> np.ndarray:
+    """`lengths` as int64 (N,) within 1..T; every sequence is T steps long without it. Errors number
+    sequence i `first + i`."""
     if lengths is None:
         return np.full(n, t, dtype=np.int64)
     if lengths.shape != (n,):
@@ -216,19 +311,19 @@ def npz_lengths(lengths: np.ndarray | None, n: int, t: int, source: str) -> np.n
         whole = np.isfinite(lengths) & (lengths == np.round(lengths))
         if not whole.all():
             i = int(np.flatnonzero(~whole)[0])
-            raise DataError(f"{source}: lengths[{i}] is {lengths[i].item()!r}; lengths must be whole numbers of steps")
+            raise DataError(f"{source}: lengths[{first + i}] is {lengths[i].item()!r}; lengths must be whole numbers of steps")
     elif lengths.dtype.kind not in "iu":
         raise DataError(f"{source}: lengths has dtype {lengths.dtype}; expected integers (steps per sequence)")
     lengths = lengths.astype(np.int64)
     short = np.flatnonzero(lengths < 1)
     if short.size:
         i = int(short[0])
-        raise DataError(f"{source}: sequence {i} has length {lengths[i]}; every sequence needs at least 1 step")
+        raise DataError(f"{source}: sequence {first + i} has length {lengths[i]}; every sequence needs at least 1 step")
     long = np.flatnonzero(lengths > t)
     if long.size:
         i = int(long[0])
         raise DataError(
-            f"{source}: sequence {i} has length {lengths[i]} but X holds only {t} steps; "
+            f"{source}: sequence {first + i} has length {lengths[i]} but X holds only {t} steps; "
             "pad X to the longest sequence or correct lengths"
         )
     return lengths
@@ -253,19 +348,19 @@ class TsHeader:
     data_line: int = 0
 
 
-def read_ts(path: Path, source: str) -> RawSequences:
-    """A sktime/aeon `.ts` classification file: a `#` description, an `@` header, then one case a line.
+def ts_cases(path: Path, source: str) -> Iterator[tuple[np.ndarray, str | None]]:
+    """Each case of a sktime/aeon `.ts` classification file as (float64 (L, F), label or None).
 
-    A case is its dimensions separated by `:`, each a `,`-separated list of values, then its class
-    label as a last `:`-field when the header says `@classLabel true ...`. `?` marks a missing
-    value; trailing `?`s only shorten a case in unequal-length files. Timestamped series and
-    regression targets are refused.
+    The file is a `#` description, an `@` header, then one case a line. A case is its dimensions
+    separated by `:`, each a `,`-separated list of values, then its class label as a last
+    `:`-field when the header says `@classLabel true ...`. `?` marks a missing value; trailing
+    `?`s only shorten a case in unequal-length files. Timestamped series and regression targets
+    are refused.
     """
     with path.open(encoding="utf-8-sig") as f:
         lines = enumerate(f, 1)
         header = read_ts_header(lines, source)
-        cases: list[np.ndarray] = []
-        labels: list[str] = []
+        found = False
         for number, line in lines:
             line = line.strip()
             if not line:
@@ -275,18 +370,10 @@ def read_ts(path: Path, source: str) -> RawSequences:
                 header.dimensions = case.shape[1]  # later cases must agree with the first
             if header.equal_length and header.series_length is None:
                 header.series_length = case.shape[0]
-            cases.append(case)
-            if label is not None:
-                labels.append(label)
-    if not cases:
+            found = True
+            yield case, label
+    if not found:
         raise DataError(f"{source}: no cases after @data (line {header.data_line}); the file holds no sequences")
-    values, lengths = pad(cases, source)
-    return RawSequences(
-        values=values,
-        lengths=lengths,
-        labels=np.array(labels, dtype=str) if header.class_labels is not None else None,
-        source=source,
-    )
 
 
 def read_ts_header(lines: Iterator[tuple[int, str]], source: str) -> TsHeader:
@@ -460,51 +547,59 @@ def parse_ts_dimension(field: str, where: str, dimension: int, equal_length: boo
 # --- .csv -----------------------------------------------------------------------------------
 
 
-def read_csv(path: Path, source: str, label_column: str | int | None) -> RawSequences:
-    """One univariate sequence a row: a label cell and the values; trailing empty cells end a shorter one."""
+def csv_cases(path: Path, source: str, label_column: str | int | None) -> Iterator[tuple[np.ndarray, str]]:
+    """Each row of a `.csv` of univariate sequences as (float64 (L, 1), its label cell): a label cell
+    and the values a row; trailing empty cells end a shorter sequence. The first row is a header
+    when it holds text outside the label column."""
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
-        # Blank rows (often a trailing newline or two) carry nothing; line numbers still count them.
+        index = has_header = None
+        found = False
         try:
-            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+            for row in reader:
+                # Blank rows (often a trailing newline or two) carry nothing; line numbers still count them.
+                if not any(cell.strip() for cell in row):
+                    continue
+                if index is None:
+                    index, has_header = csv_label_index(row, reader.line_num, source, label_column)
+                    if has_header:
+                        continue
+                found = True
+                line = reader.line_num
+                column = index if index >= 0 else len(row) + index  # negative: from the end of this row
+                if not 0 <= column < len(row) or not row[column].strip():
+                    raise DataError(
+                        f"{source}, line {line}: labels missing: column {column} is empty; every row needs its label"
+                    )
+                yield parse_csv_values(row, column, f"{source}, line {line}")[:, None], row[column].strip()
         except csv.Error as e:
             tabs = " (a tab-separated file? seqlstm reads comma-separated values: replace the tabs by commas)" \
                 if "field larger than field limit" in str(e) else ""
             raise DataError(f"{source}, line {reader.line_num}: not readable as CSV: {e}{tabs}") from None
-    if not rows:
+    if index is None:
         raise DataError(f"{source}: no rows with values; the file holds no sequences")
-    first_line, first = rows[0]
+    if not found:
+        raise DataError(f"{source}: only a header row; the file holds no sequences")
+
+
+def csv_label_index(first: list[str], line: int, source: str, label_column: str | int | None) -> tuple[int, bool]:
+    """(the label column's index, whether `first`, the file's first row with values, is a header)."""
     if isinstance(label_column, str):
         names = [cell.strip() for cell in first]
         if label_column not in names:
             raise DataError(
-                f"{source}: no column named {label_column!r} in the header (line {first_line}: "
+                f"{source}: no column named {label_column!r} in the header (line {line}: "
                 f"{', '.join(repr(n) for n in names)}); give one of those names, or a 0-based column index"
             )
-        index, has_header = names.index(label_column), True
-    else:
-        index = 0 if label_column is None else label_column
-        if not -len(first) <= index < len(first):
-            raise DataError(
-                f"{source}: label column {index} is out of range: line {first_line} has {len(first)} columns "
-                f"(0 to {len(first) - 1}, or -1 to -{len(first)} from the end)"
-            )
-        # A header row names its columns; a data row holds only numbers (and trailing empties).
-        has_header = any(cell.strip() and not is_number(cell) for cell in without(first, index))
-    data = rows[1:] if has_header else rows
-    if not data:
-        raise DataError(f"{source}: only a header row; the file holds no sequences")
-    cases, labels = [], []
-    for line, row in data:
-        column = index if index >= 0 else len(row) + index  # negative: from the end of this row
-        if not 0 <= column < len(row) or not row[column].strip():
-            raise DataError(
-                f"{source}, line {line}: labels missing: column {column} is empty; every row needs its label"
-            )
-        labels.append(row[column].strip())
-        cases.append(parse_csv_values(row, column, f"{source}, line {line}")[:, None])
-    values, lengths = pad(cases, source)
-    return RawSequences(values=values, lengths=lengths, labels=label_array(labels), source=source)
+        return names.index(label_column), True
+    index = 0 if label_column is None else label_column
+    if not -len(first) <= index < len(first):
+        raise DataError(
+            f"{source}: label column {index} is out of range: line {line} has {len(first)} columns "
+            f"(0 to {len(first) - 1}, or -1 to -{len(first)} from the end)"
+        )
+    # A header row names its columns; a data row holds only numbers (and trailing empties).
+    return index, any(cell.strip() and not is_number(cell) for cell in without(first, index))
 
 
 def parse_csv_values(row: list[str], label: int, where: str) -> np.ndarray:

@@ -149,24 +149,11 @@ class InputTransform(nn.Module):
         return x, torch.randint(1, self.steps + 1, (batch,), generator=generator)
 
     @torch.no_grad()
-    def fit(self, samples: torch.Tensor, lengths: torch.Tensor | None = None, chunk: int = 10_000) -> None:
-        """Set the statistics to the per-feature mean and std of raw `samples` as arranged.
-
-        Only real steps count (never padding; `lengths` (N,) int64, None: all). Summed in float64,
-        `chunk` samples at a time, so the whole arranged set is never held at once. A feature that
-        never varies gets std 1: it is only centred.
-        """
-        count = 0
-        total = torch.zeros(self.features, dtype=torch.float64)
-        squares = torch.zeros(self.features, dtype=torch.float64)
-        for start in range(0, len(samples), chunk):
-            x = self.arrange(samples[start : start + chunk].cpu()).to(torch.float64)
-            if lengths is not None:
-                x = x[torch.arange(x.shape[1])[None, :] < lengths[start : start + chunk, None].cpu()]  # (real steps, F)
-            x = x.reshape(-1, self.features)
-            count += len(x)
-            total += x.sum(dim=0)
-            squares += x.square().sum(dim=0)
+    def fit(self, samples) -> None:
+        """Set the statistics to the per-feature mean and std of the real steps of `samples` (Sequences
+        in memory, or a pack's Packed) as arranged: from `samples.moments(self.arrange)`, the count,
+        sums and sums of squares in float64. A feature that never varies gets std 1: it is only centred."""
+        count, total, squares = samples.moments(self.arrange)
         mean = total / count
         std = (squares / count - mean.square()).clamp(min=0).sqrt()
         self.mean.copy_(mean.float())

@@ -21,7 +21,8 @@ from ..atomic import check_writable
 from ..checkpoint import read_training_state
 from ..config import TrainConfig
 from ..data.batches import longest, shuffled_batches, steps_per_epoch
-from ..data.records import Arrays, ImageSet, SequenceFile, TrainingData, source_for
+from ..data.packed import Packed
+from ..data.records import Arrays, ImageSet, PackedSet, SequenceFile, TrainingData, source_for
 from ..data.sequences import Sequences
 from ..device import resolve_device, resolve_precision
 from ..errors import CheckpointError, ConfigError, TrainingInterrupted
@@ -73,7 +74,7 @@ def train(
     config: TrainConfig,
     log: Callable[[str], None] = print,
     recorders: Sequence[Recorder] = (),
-    source: ImageSet | SequenceFile | Arrays | None = None,
+    source: ImageSet | SequenceFile | PackedSet | Arrays | None = None,
     files: bool = True,
 ) -> TrainResult:
     """Train a classifier as `config` says, evaluate it on the test split and save it to `config.out`.
@@ -207,6 +208,7 @@ class Trainer:
         self.model = build_model(config, data, train_set)
         # The lengths stay on the CPU too, where batches are drawn: no device synchronisation per step.
         self.cpu_lengths = train_set.lengths
+        self.streamed = isinstance(train_set, Packed)
         self.train_set = train_set.to(device)
         self.model.to(device)
         # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
@@ -310,21 +312,24 @@ class Trainer:
 
     def step(self, batch: torch.Tensor) -> Step:
         """One optimizer step on the training samples numbered `batch` (N,), whole over the ranks."""
-        inputs, lengths, labels = self.train_set.take(batch.to(self.device))
-        steps = longest(self.cpu_lengths, batch)
-        if steps is not None:
-            inputs = inputs[:, :steps]  # padded to this batch's longest, not the file's
-        if self.cpu_lengths is not None and bool((self.cpu_lengths[batch] == inputs.shape[1]).all()):
+        steps = longest(self.cpu_lengths, batch)  # padded to this batch's longest, not the file's
+        if self.streamed:
+            # A pack's samples are read from disk, each rank reading only its own part of the batch.
+            # Packs hold sequences, which are never augmented.
+            x, lengths, labels = self.train_set.read(distributed.shard(batch), steps).to(self.device)
+        else:
+            inputs, lengths, labels = self.train_set.read(batch, steps)
+            # Augmentation (the shifts of images) is drawn for the whole batch, so each sample moves as
+            # it would in one process.
+            x = distributed.shard(self.source.augment(inputs, self.config, self.shifts))
+            lengths, labels = (None if t is None else distributed.shard(t) for t in (lengths, labels))
+        if self.cpu_lengths is not None and bool((self.cpu_lengths[batch] == x.shape[1]).all()):
             lengths = None  # no padding in this batch (told on the CPU: no device sync)
-        # Augmentation (the shifts of images) is drawn for the whole batch, so each sample moves as it
-        # would in one process.
-        x = distributed.shard(self.source.augment(inputs, self.config, self.shifts))
-        lengths = None if lengths is None else distributed.shard(lengths)
         # Autocast runs the LSTM and head in bf16 where enabled; weights, gradients and the optimizer
         # stay float32, so only the matrix products lose precision.
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             # The mean over this rank's equal shard: DDP's average of them is the batch mean.
-            loss = self.criterion(self.net(x, lengths), distributed.shard(labels))
+            loss = self.criterion(self.net(x, lengths), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.clip_grad:
@@ -419,7 +424,7 @@ def with_plan(config: TrainConfig, data: TrainingData, source) -> TrainConfig:
     return replace(config, plan=line)
 
 
-def hold_out(config: TrainConfig, data: TrainingData, source) -> tuple[Sequences, Sequences | None]:
+def hold_out(config: TrainConfig, data: TrainingData, source) -> tuple[Sequences | Packed, Sequences | Packed | None]:
     """The training split and the validation split held out of it (None without `config.val_size`)."""
     train_set = data.train
     if not config.val_size:
@@ -440,9 +445,14 @@ def check_memory(config: TrainConfig, data: TrainingData, train_set: Sequences, 
                           config.patch, config.conv_patch)
               + activation_bytes(config.batch_size, math.ceil(data.steps / config.patch), config.hidden_size,
                                  config.num_layers, directions)
-              + (sum(t.numel() * t.element_size() for t in train_set if t is not None) if device.type != "cpu" else 0))
+              + (resident_bytes(train_set) if device.type != "cpu" else 0))
     check_fits(f"training a {config.num_layers} x {config.hidden_size} {config.cell} model in batches of {config.batch_size}",
                needed, device, "choose a smaller --hidden-size, --num-layers or --batch-size")
+
+
+def resident_bytes(samples: Sequences | Packed) -> int:
+    """Bytes `samples` take on the device: all of them in memory; a pack's stay on disk."""
+    return 0 if isinstance(samples, Packed) else sum(t.numel() * t.element_size() for t in samples if t is not None)
 
 
 def build_model(config: TrainConfig, data: TrainingData, train_set: Sequences) -> LSTMClassifier:
@@ -459,7 +469,7 @@ def build_model(config: TrainConfig, data: TrainingData, train_set: Sequences) -
                 lstm_init(core, memory=memory)
     if config.normalize == "standard":
         # Inputs of mean 0 and std 1 per feature keep the gates out of saturation from the first step.
-        model.inputs.fit(train_set.inputs, train_set.lengths)
+        model.inputs.fit(train_set)
     return model
 
 
@@ -472,11 +482,12 @@ def class_weights(config: TrainConfig, labels: torch.Tensor, classes: int, devic
     return (len(labels) / (classes * counts)).to(device)
 
 
-def evaluate_shards(model: LSTMClassifier, samples: Sequences, split: str, precision: torch.dtype | None) -> Evaluation:
+def evaluate_shards(model: LSTMClassifier, samples: Sequences | Packed, split: str, precision: torch.dtype | None) -> Evaluation:
     """`evaluate` on `samples`, each rank taking its own slice of them (no sample twice) and the
     ranks' results combined into the whole split's."""
-    inputs, lengths, labels = (None if t is None else distributed.shard(t) for t in samples)
-    return distributed.combine(evaluate(model, inputs, labels, split, precision, lengths=lengths))
+    if distributed.world_size() > 1:
+        samples = samples.take(distributed.shard(torch.arange(len(samples.labels))))
+    return distributed.combine(evaluate(model, samples.inputs, samples.labels, split, precision, lengths=samples.lengths))
 
 
 class Speedometer:
