@@ -6,9 +6,12 @@ need a real process: signals, SIGKILL, torchrun). Each recorder is injected thro
   it ran through the model to DIR/rank<R>.pt (rank 1 writes nothing otherwise);
 - SEQLSTM_TEST_FAIL_RANK=R, SEQLSTM_TEST_FAIL_STEP=N: rank R raises RuntimeError after step N;
 - SEQLSTM_TEST_SLOW_FROM=N: from step N on, every step takes 0.2 s more, so that a signal sent
-  after its line is printed arrives while the run is still going.
+  after its line is printed arrives while the run is still going;
+- SEQLSTM_TEST_READS=DIR: every rank writes the training samples it read from a pack, step by step,
+  to DIR/reads<R>.json (the only recorder that wraps something: the pack's `read`).
 """
 
+import json
 import os
 import sys
 import time
@@ -59,8 +62,28 @@ class SlowFrom(Recorder):
             time.sleep(0.2)
 
 
+class KeepReads(Recorder):
+    everywhere = True
+
+    def __init__(self, folder: str):
+        self.folder, self.reads = Path(folder), []
+
+    def start(self, trainer):
+        read = trainer.train_set.read
+
+        def recorded(indices, steps=None):
+            self.reads.append(indices.tolist())
+            return read(indices, steps)
+
+        trainer.train_set.read = recorded
+
+    def end(self, trainer, evaluation):
+        (self.folder / f"reads{RANK}.json").write_text(json.dumps(self.reads))
+
+
 env = os.environ
 recorders = ([KeepWeights(env["SEQLSTM_TEST_WEIGHTS"])] if "SEQLSTM_TEST_WEIGHTS" in env else []) + (
     [FailAt(env["SEQLSTM_TEST_FAIL_RANK"], int(env["SEQLSTM_TEST_FAIL_STEP"]))] if "SEQLSTM_TEST_FAIL_RANK" in env else []) + (
-    [SlowFrom(int(env["SEQLSTM_TEST_SLOW_FROM"]))] if "SEQLSTM_TEST_SLOW_FROM" in env else [])
+    [SlowFrom(int(env["SEQLSTM_TEST_SLOW_FROM"]))] if "SEQLSTM_TEST_SLOW_FROM" in env else []) + (
+    [KeepReads(env["SEQLSTM_TEST_READS"])] if "SEQLSTM_TEST_READS" in env else [])
 sys.exit(cli.main(sys.argv[1:], recorders))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .config import FLAG_CHOICES, GROUPS, INT8_MAX_LOSS, RUNTIMES, TrainConfig
+from .config import FLAG_CHOICES, GROUPS, INT8_MAX_LOSS, RUNTIMES, SHARD_MB, TrainConfig
 from .errors import ConfigError, SeqlstmError, TrainingInterrupted
 
 # The fields that are `seqlstm train` flags: those with help text.
@@ -121,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the int8 file (nothing written) when it loses more than POINTS of test accuracy "
                         "(default: %(default)s)")
     o.add_argument("--data-dir", metavar="DIR", help=data_dir_help + " (the test split --int8 is measured on)")
+
+    k = commands.add_parser("pack", help="pack sequence files into a folder that training reads from disk a batch at a "
+                                         "time, for data larger than memory")
+    k.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="labelled .ts, .csv or .npz files, or folders of them (taken in name order): the training sequences")
+    k.add_argument("--out", required=True, metavar="DIR", help="the pack's folder; must not exist yet")
+    k.add_argument("--test", nargs="+", default=(), metavar="SOURCE", help="files or folders of test sequences")
+    k.add_argument("--test-size", type=float, metavar="F",
+                   help="instead of --test: put this share of each class's sequences into the test split, by a rule "
+                        "seeded with --seed")
+    k.add_argument("--seed", type=int, default=0, help="seed of the --test-size rule (default: %(default)s)")
+    k.add_argument("--label-column", metavar="COLUMN",
+                   help=".csv files: the label column, a header name or a 0-based index (default: the first)")
+    k.add_argument("--shard-mb", type=float, default=SHARD_MB, metavar="MB",
+                   help="about this many MB of values per shard file (default: %(default)s)")
 
     s = commands.add_parser("serve", help="a web page to watch the model read a drawing or a sequence, step by step, with a JSON API")
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
@@ -355,6 +370,15 @@ def run(args: argparse.Namespace, recorders: Sequence) -> int:
         from .export import export_onnx
 
         print(export_onnx(args.checkpoint, args.onnx, args.max_length, args.int8, args.int8_max_loss, args.data_dir).summary())
+    elif args.command == "pack":
+        from .data.packed import pack
+        from .data.records import label_column
+
+        if not args.shard_mb > 0:
+            raise ConfigError(f"--shard-mb must be a positive number of MB, got {args.shard_mb}")
+        summary = pack(args.sources, args.out, args.test, args.test_size, args.seed, label_column(args.label_column),
+                       int(args.shard_mb * 2**20), progress=lambda n: print(f"{n:,} sequences", file=sys.stderr))
+        print(summary.describe())
     elif args.command == "serve":
         from .web import serve
 

@@ -26,6 +26,8 @@ LOGGER_NAMES = ("tensorboard",)  # training/recorders.py's LOGGERS
 RUNTIMES = ("torch", "onnxruntime", "auto")  # runtime.py: what runs a model for predict and serve
 # export.py: the test accuracy, in points, that int8 weights may cost before `export --int8` refuses them.
 INT8_MAX_LOSS = 0.2
+# data/packed.py: a pack's shard files close once they hold this many MB of values (a sequence never spans two).
+SHARD_MB = 256
 
 RECIPES = {
     "fast": dict(precision="auto", schedule="onecycle", clip_grad=1.0, init="lstm", augment_shift=1, normalize="none",

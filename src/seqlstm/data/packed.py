@@ -40,6 +40,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..config import SHARD_MB
 from ..errors import ConfigError, DataError, OutputError
 from .seqfiles import SUPPORTED, sequence_cases
 from .sequences import Sequences
@@ -51,8 +52,7 @@ FORMAT = "seqlstm-pack"
 VERSION = 1
 PARTIAL = ".partial"
 MARKER = ".seqlstm-packing"  # inside a folder being packed: what a later pack may clear
-# Each shard is closed once it holds this many bytes of values (a sequence never spans two).
-SHARD_BYTES = 256 << 20
+SHARD_BYTES = SHARD_MB << 20
 # The .npy header every shard starts with, padded to this size so that it can be written when
 # the shard is closed (its row count known) and the values start 64-byte aligned.
 HEADER_BYTES = 128
@@ -74,6 +74,17 @@ class PackSummary:
     bytes_read: int  # of the source files
     seconds: float
 
+    def describe(self) -> str:
+        """What was packed, for the user."""
+        m = self.manifest
+        splits = ", ".join(f"{s['sequences']:,} {name}" for name, s in m["splits"].items())
+        train = m["splits"]["train"]
+        values = sum(s["rows"] for s in m["shards"]) * m["features"] * 4
+        return (f"packed {splits} sequences of {m['features']} feature{'s' if m['features'] > 1 else ''} and "
+                f"{train['shortest']:,} to {train['longest']:,} steps, {len(m['classes'])} classes, into {self.path}: "
+                f"{len(m['shards'])} shard{'s' if len(m['shards']) > 1 else ''}, {values / 1e6:,.1f} MB of values; "
+                f"read {self.bytes_read / 1e6:,.1f} MB in {self.seconds:.1f} s ({self.bytes_read / 1e6 / self.seconds:,.1f} MB/s)")
+
 
 def pack(sources: Iterable[str | os.PathLike], out: str | os.PathLike, test: Iterable[str | os.PathLike] = (),
          test_size: float | None = None, seed: int = 0, label_column: str | int | None = None,
@@ -86,7 +97,7 @@ def pack(sources: Iterable[str | os.PathLike], out: str | os.PathLike, test: Ite
         out: the pack's folder; must not exist (nothing is ever overwritten).
         test: files (or folders) of test sequences; or
         test_size: the share of each class's sequences put into the test split, by a rule seeded
-            with `seed` (see `TestRule`); neither: the pack has a training split only.
+            with `seed` (see `SplitRule`); neither: the pack has a training split only.
         label_column: a `.csv` file's label column, as `read_sequences` takes it.
         shard_bytes: about this many bytes of values per shard file.
         progress: called with the number of sequences packed so far, every 10,000.
@@ -148,7 +159,7 @@ def files_of(paths: Iterable[str | os.PathLike], what: str) -> list[Path]:
     return found
 
 
-class TestRule:
+class SplitRule:
     """Which sequences go to the test split: of the k-th sequence of a class (k from 0), the test
     split takes it when floor((k + 1) f + u) > floor(k f + u), for the share f and an offset u drawn
     for the class from `seed` and its label. Every class gets its share within one sequence, the
@@ -190,7 +201,7 @@ class Writer:
 
     def __init__(self, folder: Path, shard_bytes: int, test_size: float | None, seed: int):
         self.folder, self.shard_bytes = folder, shard_bytes
-        self.rule = None if test_size is None else TestRule(test_size, seed)
+        self.rule = None if test_size is None else SplitRule(test_size, seed)
         self.test_size, self.seed = test_size, seed
         self.features: int | None = None
         self.shards: list[dict] = []
@@ -230,7 +241,7 @@ class Writer:
     def append(self, values: np.ndarray, label: int, split: str) -> None:
         if self.file is None or self.rows * self.features * 4 >= self.shard_bytes:
             self.open_shard()
-        self.file.write(values.tobytes())
+        self.file.write(values)  # C-contiguous float32: written from its buffer, not copied
         for column, value in zip(self.index[split], (len(self.shards) - 1, self.rows, len(values), label)):
             column.append(value)
         self.rows += len(values)
