@@ -1,16 +1,17 @@
 """Data larger than memory: packing, and training from a pack against the same training in memory.
 
-    python benchmarks/stream.py --gb 10 [--folder DIR] [--length 512] [--features 8] [--steps 200] [--json PATH]
+    python benchmarks/stream.py --gb 10 [--cold] [--repeats 3] [--folder DIR] [--length 512] [--features 8] [--steps 200]
 
 1. Writes a synthetic labelled dataset of --gb gigabytes of float32 values (real steps; the files
    hold the padding too) as .npz files of at most 512 MB (sequences of --length/2 to --length steps of --features features; 10 classes, each a
    sine of its own frequency in noise), and a small test file. Not timed.
 2. `seqlstm pack` packs it (a fresh process): MB/s of source files read, and its peak resident memory.
 3. Trains --steps optimizer steps of seqlstm's default model for such data (the plan's patches,
-   batch 64) from the pack, in a fresh process; then the same training from an .npz file of the
-   first sequences (what fits in memory), read whole into memory as any file is. Both report
-   training samples per second after --warmup steps, and their peak resident memory (VmHWM).
-Prints the figures and the ratio streamed / in memory measured in this run; writes JSON.
+   batch 64) from the pack, in a fresh process; then the same training from an .npz file of
+   --memory-gb of the same kind of sequences, read whole into memory as any file is; with --cold,
+   from the pack again after dropping the page cache. Each reports training samples per second
+   after --warmup steps and its peak resident memory (VmHWM); the modes alternate, --repeats times.
+Prints the figures and the ratio of the medians streamed / in memory measured in this run; writes JSON.
 Nothing here asserts a figure. The sources and the pack are deleted at the end unless --keep.
 """
 
@@ -39,6 +40,12 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def drop_page_cache() -> None:
+    """Make the next reads come from the disk: write back, then drop the kernel's page cache."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("1\n")
 
 
 def synthetic(n: int, length: int, features: int, rng: np.random.Generator) -> dict:
@@ -123,6 +130,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="steps not counted in the rate (default: %(default)s)")
     parser.add_argument("--memory-gb", type=float, default=1.0,
                         help="gigabytes of values in the in-memory file (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each mode, alternated (default: %(default)s)")
+    parser.add_argument("--cold", action="store_true",
+                        help="also train from the pack after dropping the page cache (needs root): read from the disk")
     parser.add_argument("--keep", action="store_true", help="keep the data")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "stream-2core-cpu.json"))
     parser.add_argument("--child", choices=("train", "pack"), help=argparse.SUPPRESS)
@@ -149,23 +159,32 @@ def main() -> None:
         print(f"pack: {packed['source_mb']:,.0f} MB of .npz read in {packed['seconds']:.0f} s, {packed['mb_per_s']:,.0f} MB/s; "
               f"{packed['values_mb']:,.0f} MB of values; peak resident {packed['peak_rss_mb']:,.0f} MB", flush=True)
         common = ("--steps", str(args.steps), "--warmup", str(args.warmup))
-        streamed = run_child("--child", "train", "--dataset", str(folder / "pack"), "--run", str(folder / "run-pack"), *common)
-        memory = run_child("--child", "train", "--dataset", str(memory_file), "--test-dataset", str(test),
-                           "--run", str(folder / "run-memory"), *common)
+        modes = {f"a pack of {packed['values_mb'] / 1e3:,.1f} GB": ("--dataset", str(folder / "pack")),
+                 f"memory ({args.memory_gb:g} GB file)": ("--dataset", str(memory_file), "--test-dataset", str(test))}
+        if args.cold:
+            modes["the pack, page cache dropped"] = modes[next(iter(modes))]
+        runs = {name: [] for name in modes}
+        for repeat in range(args.repeats):  # alternated, so that the machine's drift touches every mode alike
+            for k, (name, dataset) in enumerate(modes.items()):
+                if name == "the pack, page cache dropped":
+                    drop_page_cache()
+                runs[name].append(run_child("--child", "train", *dataset, "--run", str(folder / f"run-{repeat}-{k}"), *common))
+                print(f"{name}: {runs[name][-1]['samples_per_s']:,.0f} samples/s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    ratio = streamed["samples_per_s"] / memory["samples_per_s"]
-    print(f"{'training from':<28}{'samples/s':>10}{'peak resident MB':>18}{'test accuracy':>15}")
-    for name, r in ((f"a pack of {packed['values_mb'] / 1e3:,.1f} GB", streamed),
-                    (f"memory ({args.memory_gb:g} GB file)", memory)):
-        print(f"{name:<28}{r['samples_per_s']:>10,.0f}{r['peak_rss_mb']:>18,.0f}{r['test_accuracy']:>14.2f}%")
-    print(f"streamed / in memory: {ratio:.3f}")
+    median = {name: float(np.median([r["samples_per_s"] for r in rs])) for name, rs in runs.items()}
+    streamed, memory = list(median)[:2]
+    ratio = median[streamed] / median[memory]
+    print(f"{'training from':<32}{'samples/s (median)':>20}{'peak resident MB':>18}{'test accuracy':>15}")
+    for name, rs in runs.items():
+        print(f"{name:<32}{median[name]:>20,.0f}{max(r['peak_rss_mb'] for r in rs):>18,.0f}{rs[0]['test_accuracy']:>14.2f}%")
+    print(f"streamed / in memory: {ratio:.3f} (medians of {args.repeats} runs each, alternated)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": provenance(), "args": {k: v for k, v in vars(args).items()
                                                                            if k in ("gb", "length", "features", "steps",
                                                                                     "warmup", "memory_gb")},
-                                           "pack": packed, "streamed": streamed, "in_memory": memory, "ratio": ratio},
+                                           "pack": packed, "runs": runs, "median_samples_per_s": median, "ratio": ratio},
                                           indent=1))
 
 

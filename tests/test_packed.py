@@ -198,6 +198,33 @@ def test_evaluate_and_explain_read_a_pack(tmp_path, ucr_dir, cli):
     assert source_for(tmp_path / "p").name == "p"
 
 
+def test_predict_and_the_estimator_read_a_pack(tmp_path, ucr_dir, cli):
+    pytest.importorskip("sklearn")
+    from seqlstm import SequenceClassifier
+
+    name = "ItalyPowerDemand"
+    pack([ucr_dir / f"{name}_TRAIN.ts"], tmp_path / "p", test=[ucr_dir / f"{name}_TEST.ts"])
+    opened = Pack(tmp_path / "p")
+    settings = dict(hidden_size=16, num_layers=1, conv=0, max_steps=150, device="cpu", precision="fp32")
+    packed = SequenceClassifier(**settings).fit(opened.split("train"))
+    raw = read_sequences(ucr_dir / f"{name}_TRAIN.ts")
+    memory = SequenceClassifier(**settings).fit(raw.values, raw.labels, raw.lengths)
+    test = opened.split("test")
+    assert packed.classes_.tolist() == memory.classes_.tolist() == ["1", "2"]
+    np.testing.assert_array_equal(packed.predict_proba(test), memory.predict_proba(test.inputs[0 : len(test)].numpy()))
+    assert packed.score(test, test.names) > 0.85
+    with pytest.raises(ValueError, match="carry their own labels and lengths"):
+        SequenceClassifier(**settings).fit(test, test.names)
+
+    packed.save(tmp_path / "m.ckpt")
+    ran = cli("predict", str(tmp_path / "m.ckpt"), str(tmp_path / "p"), "--json", "--top-k", "1")
+    answers = json.loads(ran.stdout)
+    assert ran.returncode == 0 and len(answers) == 67 + 1029
+    assert answers[67]["file"] == f"{tmp_path / 'p'}[67]"
+    expected = packed.predict(test)
+    assert [a["top"][0]["label"] for a in answers[67:]] == expected.tolist()
+
+
 @pytest.mark.parametrize("stop_at", [13, 20])  # between checkpoints (mid-epoch), and on one
 def test_a_streamed_run_interrupted_and_resumed_ends_as_the_unbroken_one(tmp_path, stop_at):
     np.savez(tmp_path / "train.npz", **variable_task(240))

@@ -26,7 +26,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import resolve_device
-from .data.records import Arrays, padded
+from .data.packed import Packed
+from .data.records import Arrays, PackedSamples, padded
 from .errors import ConfigError, DataError
 from .evaluation import logits_of
 from .training import train
@@ -94,13 +95,19 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         return tags
 
-    def fit(self, X, y, lengths=None) -> "SequenceClassifier":
+    def fit(self, X, y=None, lengths=None) -> "SequenceClassifier":
         """Train on sequences X with labels y (N,).
 
         X: float (N, T, F); (N, T) for one feature per step; or a list of N arrays (T_i, F) (or
         (T_i,)) of different lengths. `lengths` (N,): the real steps of each row of a padded X.
+        Or X: sequences of a pack (`seqlstm.Pack(path).split("train")`), read from disk a batch at a
+        time, with their labels (y None): `classes_` are then the pack's class names.
         Raises ValueError for unusable data or parameters.
         """
+        if isinstance(X, Packed):
+            if y is not None or lengths is not None:
+                raise ValueError("a pack's sequences carry their own labels and lengths; call fit(pack) without y and lengths")
+            return self.trained(PackedSamples(X), np.array(X.pack.classes), X.pack.features)
         x, lengths = sequences(X, lengths)
         y = column_or_1d(y, warn=True)
         if len(y) != len(x):
@@ -110,18 +117,27 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         names = np.array([str(c) for c in classes])
         if len(set(names)) != len(names):
             raise ValueError(f"labels {classes.tolist()} are not told apart by their names; use labels of one type")
+        return self.trained(Arrays(x, names[codes], lengths, tuple(names)), classes, x.shape[2])
+
+    def trained(self, source, classes: np.ndarray, features: int) -> "SequenceClassifier":
+        """This estimator fitted to `source` (a record of the data), its labels `classes`."""
         try:
-            config = TrainConfig(dataset=None, **plain_params(self))
-            result = train(config, log=logger.info, source=Arrays(x, names[codes], lengths, tuple(names)), files=False)
+            result = train(TrainConfig(dataset=None, **plain_params(self)), log=logger.info, source=source, files=False)
         except (ConfigError, DataError) as e:
             raise ValueError(str(e)) from None
-        self.classes_, self.n_features_in_ = classes, x.shape[2]
+        self.classes_, self.n_features_in_ = classes, features
         self.model_, self.config_ = result.model.eval(), result.config
         return self
 
     def predict_proba(self, X, lengths=None) -> np.ndarray:
-        """float32 (N, classes) probabilities, in the order of `classes_`, for sequences X as `fit` takes them."""
+        """float32 (N, classes) probabilities, in the order of `classes_`, for sequences X as `fit` takes
+        them (a pack's Packed too, read a batch at a time)."""
         check_is_fitted(self)
+        if isinstance(X, Packed):
+            if X.pack.features != self.n_features_in_:
+                raise ValueError(f"the pack has {X.pack.features} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            return logits_of(self.model_, X.inputs, lengths=X.lengths).softmax(dim=1).cpu().numpy()
         x, lengths = sequences(X, lengths)
         if x.shape[2] != self.n_features_in_:
             raise ValueError(

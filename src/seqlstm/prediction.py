@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -15,11 +16,12 @@ from PIL import Image
 from .atomic import check_writable, replace_atomically
 from .checkpoint import load_checkpoint
 from .data.digits import FRAME
+from .data.packed import Pack, is_pack
 from .data.records import source_for
 from .data.userfiles import read_grayscale
 from .device import resolve_device
 from .errors import ConfigError, DataError, InputError
-from .evaluation import logits_of
+from .evaluation import EVAL_BATCH_SIZE, logits_of
 from .runtime import load_runner
 
 
@@ -136,18 +138,35 @@ def predict_files(
     results, seen = [], []
     for path in files:
         try:
-            names, raw, lengths = source.read_inputs(path, config, model, preprocess)
-            logits = runner.logits(raw, lengths)
+            for names, raw, lengths in parts_of(source, path, config, model, preprocess):
+                logits = runner.logits(raw, lengths)
+                if save_preprocessed is not None:
+                    seen.append((Path(path).stem, raw[0].numpy()))
+                guesses = top_guesses(logits, top_k, model.classes)
+                results += [FilePrediction(name, top) for name, top in zip(names, guesses)]
         except (DataError, InputError) as e:
             results.append(FilePrediction(str(path), error=str(e)))
-            continue
-        if save_preprocessed is not None:
-            seen.append((Path(path).stem, raw[0].numpy()))
-        guesses = top_guesses(logits, top_k, model.classes)
-        results += [FilePrediction(name, top) for name, top in zip(names, guesses)]
     if seen:
         save_images(Path(save_preprocessed), seen, files)
     return results
+
+
+def parts_of(source, path: str | os.PathLike, config, model, preprocess: bool) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor | None]]:
+    """The inputs of `path` as (names, raw inputs, lengths): a file's all at once, as `source`
+    reads them; a pack's (a folder `seqlstm pack` wrote) EVAL_BATCH_SIZE sequences at a time, read
+    from disk as they are predicted, named `path[i]` in the order of its splits."""
+    if not is_pack(path):
+        yield source.read_inputs(path, config, model, preprocess)
+        return
+    if model.reads_images:
+        raise InputError(f"{path}: a pack of sequences; this model reads images")
+    samples = Pack(path).everything()
+    if samples.pack.features != model.inputs.features:
+        raise InputError(f"{path}: its sequences have {samples.pack.features} features per step; the model reads "
+                         f"{model.inputs.features}")
+    for start in range(0, len(samples), EVAL_BATCH_SIZE):
+        part = samples.read(torch.arange(start, min(start + EVAL_BATCH_SIZE, len(samples))))
+        yield [f"{path}[{i}]" for i in range(start, start + len(part.labels))], part.inputs, part.lengths
 
 
 def save_images(folder: Path, images: list[tuple[str, np.ndarray]], reads: list[str | os.PathLike] = ()) -> None:

@@ -445,6 +445,11 @@ class Packed:
     def __len__(self) -> int:
         return len(self.positions)
 
+    @property
+    def names(self) -> np.ndarray:
+        """The samples' labels as class names (N,) (what the estimator's `score` compares with)."""
+        return np.array(self.pack.classes)[self.labels.numpy()]
+
     def take(self, indices: torch.Tensor) -> Packed:
         """The samples at `indices` (int64 (M,)), in that order; nothing is read."""
         return Packed(self.pack, self.index, self.positions[indices.cpu().numpy()], self.whole)

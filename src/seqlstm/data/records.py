@@ -335,6 +335,24 @@ class PackedSet(SequenceRecord):
         return checked_pack(self.opened(config).split(split), model)
 
 
+@dataclass(frozen=True, eq=False)
+class PackedSamples(SequenceRecord):
+    """Sequences of a pack handed over as Packed (the estimator's `fit(Pack(path).split("train"))`):
+    all of them training data, read from disk a batch at a time. Like arrays, the checkpoint keeps
+    no record of them."""
+
+    samples: Packed | None = None
+    name: ClassVar[str] = "pack"
+    where: ClassVar[str] = "the pack given"
+
+    def load(self, config) -> TrainingData:
+        pack, steps = self.samples.pack, int(self.samples.lengths.max())
+        return TrainingData(self.samples, None, pack.classes, dict(kind=SEQUENCES, steps=steps), pack.features, steps)
+
+    def files(self, config) -> list[str]:
+        return []
+
+
 def checked_pack(samples: Packed, model) -> Packed:
     """`samples` when the model reads their features and knows their classes; DataError otherwise."""
     pack = samples.pack
