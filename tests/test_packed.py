@@ -185,6 +185,10 @@ def test_evaluate_and_explain_read_a_pack(tmp_path, ucr_dir, cli):
     assert again.total == 67 + 1029
     explained = explain(result.checkpoint, 5, out=tmp_path / "g.png", device="cpu")
     assert explained.inputs.shape == (24, 1)
+    pytest.importorskip("onnxruntime")
+    exported = cli("export", str(result.checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--int8")
+    assert exported.returncode == 0, exported.stderr
+    assert f"against {result.evaluation.accuracy:.2f} % in float32" in exported.stdout
     # A pack is packed once: one written again in its place is not the one trained on.
     os.rename(tmp_path / "p", tmp_path / "old")
     pack([ucr_dir / f"{name}_TRAIN.ts"], tmp_path / "p", test=[ucr_dir / f"{name}_TEST.ts"])

@@ -24,7 +24,7 @@ from .checkpoint import load_checkpoint
 from .config import INT8_MAX_LOSS
 from .data.records import samples_for
 from .errors import ConfigError, ExportError
-from .evaluation import summarise
+from .evaluation import EVAL_BATCH_SIZE, summarise
 from .runtime import EXPORT_PACKAGES, OUTPUT_NAME, OnnxRunner, onnx_session
 
 # The largest difference between onnxruntime's and PyTorch's logits that still counts as the
@@ -243,8 +243,12 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 
 def onnx_accuracy(runner: OnnxRunner, test) -> float:
-    """The accuracy, in percent, of `runner` on the samples `test` (records.Sequences)."""
-    return summarise(runner.logits(test.inputs, test.lengths), test.labels, "test").accuracy
+    """The accuracy, in percent, of `runner` on the samples `test` (records.Sequences, or a pack's
+    Packed), taken EVAL_BATCH_SIZE at a time."""
+    parts = range(0, len(test.labels), EVAL_BATCH_SIZE)
+    logits = [runner.logits(test.inputs[i : i + EVAL_BATCH_SIZE], None if test.lengths is None else test.lengths[i : i + EVAL_BATCH_SIZE])
+              for i in parts]
+    return summarise(torch.cat(logits), test.labels, "test").accuracy
 
 
 def write_metadata(path: Path, model: torch.nn.Module, max_length: int | None, int8: bool) -> None:

@@ -21,7 +21,7 @@ from ..atomic import check_writable
 from ..checkpoint import read_training_state
 from ..config import TrainConfig
 from ..data.batches import longest, shuffled_batches, steps_per_epoch
-from ..data.packed import Packed
+from ..data.packed import Packed, ReadAhead
 from ..data.records import Arrays, ImageSet, PackedSet, SequenceFile, TrainingData, source_for
 from ..data.sequences import Sequences
 from ..device import resolve_device, resolve_precision
@@ -209,6 +209,7 @@ class Trainer:
         # The lengths stay on the CPU too, where batches are drawn: no device synchronisation per step.
         self.cpu_lengths = train_set.lengths
         self.streamed = isinstance(train_set, Packed)
+        self.reader = ReadAhead(train_set) if self.streamed else None
         self.train_set = train_set.to(device)
         self.model.to(device)
         # Every rank starts from the same weights (same seed; DDP also copies rank 0's) and DDP averages
@@ -269,8 +270,8 @@ class Trainer:
         try:
             self.emit("start")
             self.speed = Speedometer()
-            for batch in () if self.finished() else self.batches():
-                step = self.step(batch)
+            for batch, following in () if self.finished() else self.batches():
+                step = self.step(batch, following)
                 self.emit("after_step", step)
                 if step.validate:
                     self.validate(step)
@@ -288,6 +289,8 @@ class Trainer:
             evaluation = None if self.test_set is None else evaluate_shards(self.model, self.test_set, "test", self.amp_dtype)
             self.emit("end", evaluation)
         finally:
+            if self.reader is not None:
+                self.reader.close()
             self.emit("close")
         path = Path(self.config.out) if self.files else None
         return TrainResult(self.model, self.config, evaluation, path, self.loop.losses, self.run_dir)
@@ -300,23 +303,27 @@ class Trainer:
     def finished(self) -> bool:
         return self.loop.step == self.total_steps or self.stopping
 
-    def batches(self) -> Iterator[torch.Tensor]:
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The batches (sample indices, on the CPU) still to train on, epoch by epoch from where the
-        loop is: a resumed run redraws its epoch's order and skips the batches it did."""
+        loop is, each with the batch after it in its epoch (None for the last): a resumed run
+        redraws its epoch's order and skips the batches it did."""
         for epoch in range(self.loop.epoch, self.config.epochs + 1):
             if epoch != self.loop.epoch:
                 self.loop.epoch, self.loop.batch = epoch, 0
             self.loop.epoch_order = self.order.get_state()
             bucket_by = self.cpu_lengths if self.config.bucket else None
-            yield from shuffled_batches(len(self.train_set.labels), self.config.batch_size, self.order, bucket_by)[self.loop.batch:]
+            left = shuffled_batches(len(self.train_set.labels), self.config.batch_size, self.order, bucket_by)[self.loop.batch:]
+            yield from zip(left, [*left[1:], None])
 
-    def step(self, batch: torch.Tensor) -> Step:
-        """One optimizer step on the training samples numbered `batch` (N,), whole over the ranks."""
+    def step(self, batch: torch.Tensor, following: torch.Tensor | None = None) -> Step:
+        """One optimizer step on the training samples numbered `batch` (N,), whole over the ranks;
+        `following`, the batch after it, is read from a pack while this one trains."""
         steps = longest(self.cpu_lengths, batch)  # padded to this batch's longest, not the file's
         if self.streamed:
             # A pack's samples are read from disk, each rank reading only its own part of the batch.
             # Packs hold sequences, which are never augmented.
-            x, lengths, labels = self.train_set.read(distributed.shard(batch), steps).to(self.device)
+            ahead = None if following is None else (distributed.shard(following), longest(self.cpu_lengths, following))
+            x, lengths, labels = self.reader.read(distributed.shard(batch), steps, ahead).to(self.device)
         else:
             inputs, lengths, labels = self.train_set.read(batch, steps)
             # Augmentation (the shifts of images) is drawn for the whole batch, so each sample moves as
