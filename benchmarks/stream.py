@@ -10,7 +10,9 @@
    batch 64) from the pack, in a fresh process; then the same training from an .npz file of
    --memory-gb of the same kind of sequences, read whole into memory as any file is; with --cold,
    from the pack again after dropping the page cache. Each reports training samples per second
-   after --warmup steps and its peak resident memory (VmHWM); the modes alternate, --repeats times.
+   after --warmup steps, the share of that time the training waited for a batch to be read (the
+   most at stake, measured inside the run and so free of the machine's drift from run to run), and
+   its peak resident memory (VmHWM); the modes alternate, --repeats times.
 Prints the figures and the ratio of the medians streamed / in memory measured in this run; writes JSON.
 Nothing here asserts a figure. The sources and the pack are deleted at the end unless --keep.
 """
@@ -91,15 +93,16 @@ def child_train(args: argparse.Namespace) -> None:
 
         def after_step(self, trainer, step):
             if step.step in (args.warmup, args.steps):
-                self.times[step.step] = (time.perf_counter(), trainer.loop.step)
+                self.times[step.step] = (time.perf_counter(), trainer.reader.waited if trainer.reader else 0.0)
 
     clock = Clock()
     config = TrainConfig(dataset=args.dataset, test_dataset=args.test_dataset, max_steps=args.steps, batch_size=64,
                          epochs=1, val_size=0, patience=0, out=str(Path(args.run) / "model.ckpt"), run_dir=args.run)
     start = time.perf_counter()
     result = train(config, log=lambda line: None, recorders=[clock])
-    (t0, _), (t1, _) = clock.times[args.warmup], clock.times[args.steps]
+    (t0, w0), (t1, w1) = clock.times[args.warmup], clock.times[args.steps]
     print(json.dumps({"samples_per_s": (args.steps - args.warmup) * 64 / (t1 - t0), "peak_rss_mb": peak_rss_mb(),
+                      "waiting_for_data": (w1 - w0) / (t1 - t0),
                       "seconds": time.perf_counter() - start, "test_accuracy": result.evaluation.accuracy}))
 
 
@@ -169,16 +172,21 @@ def main() -> None:
                 if name == "the pack, page cache dropped":
                     drop_page_cache()
                 runs[name].append(run_child("--child", "train", *dataset, "--run", str(folder / f"run-{repeat}-{k}"), *common))
-                print(f"{name}: {runs[name][-1]['samples_per_s']:,.0f} samples/s", flush=True)
+                run = runs[name][-1]
+                print(f"{name}: {run['samples_per_s']:,.0f} samples/s, {100 * run['waiting_for_data']:.2f} % of the time "
+                      "waiting for data", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     median = {name: float(np.median([r["samples_per_s"] for r in rs])) for name, rs in runs.items()}
     streamed, memory = list(median)[:2]
     ratio = median[streamed] / median[memory]
-    print(f"{'training from':<32}{'samples/s (median)':>20}{'peak resident MB':>18}{'test accuracy':>15}")
+    print(f"{'training from':<32}{'samples/s (median)':>20}{'waiting for data':>18}{'peak resident MB':>18}"
+          f"{'test accuracy':>15}")
     for name, rs in runs.items():
-        print(f"{name:<32}{median[name]:>20,.0f}{max(r['peak_rss_mb'] for r in rs):>18,.0f}{rs[0]['test_accuracy']:>14.2f}%")
+        waiting = max(r["waiting_for_data"] for r in rs)
+        print(f"{name:<32}{median[name]:>20,.0f}{100 * waiting:>17.2f}%{max(r['peak_rss_mb'] for r in rs):>18,.0f}"
+              f"{rs[0]['test_accuracy']:>14.2f}%")
     print(f"streamed / in memory: {ratio:.3f} (medians of {args.repeats} runs each, alternated)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": provenance(), "args": {k: v for k, v in vars(args).items()

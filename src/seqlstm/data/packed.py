@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import shutil
+import time
 import uuid
 import zlib
 from array import array
@@ -106,8 +107,6 @@ def pack(sources: Iterable[str | os.PathLike], out: str | os.PathLike, test: Ite
         PackSummary. Raises DataError naming the file and place of a bad sequence, ConfigError
         for bad arguments, OutputError when `out` exists; an interrupted pack leaves no `out`.
     """
-    import time
-
     start = time.perf_counter()
     out = Path(out)
     train_files, test_files = files_of(sources, "SOURCE"), files_of(test, "--test")
@@ -489,16 +488,19 @@ class ReadAhead:
         self.samples = samples
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="seqlstm-read-ahead")
         self.pending: tuple[tuple, Future] | None = None
+        self.waited = 0.0  # seconds `read` kept its caller waiting: what reading from disk cost the training
 
     def read(self, indices: torch.Tensor, steps: int | None, ahead: tuple[torch.Tensor, int | None] | None = None) -> Sequences:
         """`samples.read(indices, steps)`, already read when it was the last call's `ahead`; then
         `ahead` (indices, steps), the batch to come, starts being read."""
+        start = time.perf_counter()
         key = (indices.tolist(), steps)
         if self.pending is not None and self.pending[0] == key:
             samples = self.pending[1].result()
         else:
             samples = self.samples.read(indices, steps)
         self.pending = None
+        self.waited += time.perf_counter() - start
         if ahead is not None:
             self.pending = ((ahead[0].tolist(), ahead[1]), self.pool.submit(self.samples.read, *ahead))
         return samples

@@ -22,8 +22,8 @@ import torch
 from ..errors import ConfigError, DataError, InputError
 from ..model.inputs import IMAGES, SEQUENCES, get_view
 from .augment import random_shift
-from .packed import MANIFEST, Pack, Packed, is_pack
 from .batches import hold_out, stratified_hold_out, stratified_test_rows
+from .packed import MANIFEST, Pack, Packed, is_pack
 from .seqfiles import SUPPORTED, RawSequences, from_arrays, pad, read_sequences
 from .sequences import Sequences
 from .sources import DATASETS, ImageDataset, get_dataset, load_dataset
