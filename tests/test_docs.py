@@ -35,8 +35,8 @@ def test_the_site_builds_strictly_with_every_command_and_flag(tmp_path):
 
 # The pages in the order of the site's navigation, README first: a reader who follows them from a
 # fresh clone runs every block in this order, in one folder.
-PAGES = ("README.md", "docs/index.md", "docs/own-data.md", "docs/data.md", "docs/gates.md", "docs/runs.md",
-         "docs/commands.md", "docs/scaling.md", "docs/recipes.md", "docs/api.md")
+PAGES = ("README.md", "docs/index.md", "docs/own-data.md", "docs/tuning.md", "docs/data.md", "docs/gates.md",
+         "docs/runs.md", "docs/commands.md", "docs/scaling.md", "docs/recipes.md", "docs/api.md")
 # A block runs unless the line before its fence says why not: <!-- not run: REASON -->.
 BLOCK = re.compile(r"(?ms)^(?:<!-- not run: (?P<why>[^>]*?) -->\n)?```(?P<lang>python|bash|console)\n(?P<code>.*?)^```$")
 

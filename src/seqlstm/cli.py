@@ -137,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--shard-mb", type=float, default=SHARD_MB, metavar="MB",
                    help="about this many MB of values per shard file (default: %(default)s)")
 
+    u = commands.add_parser("tune", help="search the training settings on your data with Optuna, then train and test "
+                                         "the best once")
+    add_config_flags(u, without=("out", "run_dir"))
+    u.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="trials of the study, over every process working on it (default: %(default)s)")
+    u.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds (this process)")
+    u.add_argument("--space", metavar="YAML",
+                   help="the search space: 'name: [choices]', 'name: {low: A, high: B, log: true}' or 'name: value' "
+                        "for settings named as the flags are (default: learning rate, hidden size, layers, cell, "
+                        "bidirectional, pooling, dropout, patch length and batch size, less the flags you give)")
+    u.add_argument("--tune-dir", metavar="DIR",
+                   help="the study (study.db), the trials' run directories, best.ckpt, results.csv and plots/ "
+                        "(default: tunes/<dataset>)")
+    u.add_argument("--storage", metavar="URL",
+                   help="an Optuna storage URL (e.g. postgresql://...) shared by workers on several machines "
+                        "(default: sqlite in --tune-dir)")
+    u.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: the dataset's)")
+
     s = commands.add_parser("serve", help="a web page to watch the model read a drawing or a sequence, step by step, with a JSON API")
     s.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `seqlstm train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network (default: %(default)s)")
@@ -150,11 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag for each TrainConfig field with help text, in config.GROUPS' groups. A flag left out is
-    absent from the parsed arguments (not set to its default), so a --config file's value stands."""
+def add_config_flags(parser: argparse.ArgumentParser, without: tuple[str, ...] = ()) -> None:
+    """A flag for each TrainConfig field with help text (but those named in `without`), in
+    config.GROUPS' groups. A flag left out is absent from the parsed arguments (not set to its
+    default), so a --config file's value stands."""
     groups = {None: parser, **{name: parser.add_argument_group(name, text) for name, text in GROUPS.items()}}
     for f in FLAGS:
+        if f.name in without:
+            continue
         options = dict(default=argparse.SUPPRESS, help=flag_help(f), metavar=f.metadata["metavar"])
         if f.name in FLAG_CHOICES:
             options.update(choices=FLAG_CHOICES[f.name])
@@ -379,6 +400,21 @@ def run(args: argparse.Namespace, recorders: Sequence) -> int:
         summary = pack(args.sources, args.out, args.test, args.test_size, args.seed, label_column(args.label_column),
                        int(args.shard_mb * 2**20), progress=lambda n: print(f"{n:,} sequences", file=sys.stderr))
         print(summary.describe())
+    elif args.command == "tune":
+        from .tuning import read_space, tune
+
+        given = {f.name: getattr(args, f.name) for f in FLAGS if hasattr(args, f.name)}
+        config = TrainConfig(**given)
+        space = read_space(args.space) if args.space else None
+        folder = args.tune_dir or str(Path("tunes") / Path(str(config.dataset)).stem)
+        try:
+            result = tune(config, folder, args.trials, args.timeout, space, args.storage, args.study,
+                          log_line=lambda line: print(line, flush=True), fixed=tuple(given))
+        except TrainingInterrupted as e:  # a trial's run stopped: the study keeps what finished
+            print(f"seqlstm: {signal.Signals(e.signum).name}: the tune stopped during a trial; run the same command to go "
+                  "on where the study stands", file=sys.stderr)
+            return 128 + e.signum
+        print(f"wrote {result.results}{''.join(f', {p}' for p in result.plots)}")
     elif args.command == "serve":
         from .web import serve
 

@@ -3,7 +3,8 @@ file, or arrays in memory (the estimator's). Everything that depends on the kind
 record — the recipe's defaults, the train/test split, validation, augmentation, how a file given to
 `predict` is read — so no other module looks a dataset up by name or asks whether it is a file.
 
-Each record's `load(config)` gives the labelled samples and what the model's input transform needs
+Each record's `load(config, test=True)` gives the labelled samples (without the test split when
+`test` is False: it is then never read) and what the model's input transform needs
 (model/inputs.py); the samples stay in their stored form (uint8 images, or float sequences padded
 with their lengths) and the model turns them into its input.
 """
@@ -68,14 +69,14 @@ class ImageSet:
         fast = {**self.dataset.fast, **get_view(view).fast} if recipe == "fast" else {}
         return {**FOR_IMAGES, **fast}
 
-    def load(self, config) -> TrainingData:
-        """Both splits of the set, and how the model reads them."""
+    def load(self, config, test: bool = True) -> TrainingData:
+        """Both splits of the set (`test` False: the training split only), and how the model reads them."""
         if config.test_dataset is not None or config.test_size is not None:
             raise ConfigError(
                 f"{self.name} has its own test split; --test-dataset and --test-size apply to your own sequence files "
                 f"({', '.join(SUPPORTED)})"
             )
-        train, test = (self.split(config, split) for split in ("train", "test"))
+        train, test = self.split(config, "train"), self.split(config, "test") if test else None
         view = get_view(config.view)
         steps, features = view.shape(*train.inputs.shape[1:])
         inputs = dict(kind=IMAGES, image_shape=tuple(train.inputs.shape[1:]), view=view.name, perm_seed=config.perm_seed)
@@ -198,12 +199,13 @@ class SequenceFile(SequenceRecord):
     def where(self) -> str:
         return self.path
 
-    def load(self, config) -> TrainingData:
-        """The split the run of `config` trains and tests on; DataError when a file changed since the run
-        began (a resumed run would otherwise go on with other data)."""
+    def load(self, config, test: bool = True) -> TrainingData:
+        """The split the run of `config` trains and tests on (`test` False: no test sequences, and a
+        test file is not read); DataError when a file changed since the run began (a resumed run would
+        otherwise go on with other data)."""
         for name in ("dataset", "test_dataset"):
             unchanged(config, name)
-        return self.training_data(*self.split_raw(read_labelled(self.path, config), config))
+        return self.training_data(*self.split_raw(read_labelled(self.path, config), config, test))
 
     def pin(self, config):
         """`config` with the files by absolute path, so that evaluate and explain find them from anywhere."""
@@ -222,7 +224,7 @@ class SequenceFile(SequenceRecord):
             unchanged(config, "test_dataset")
             return labelled(config.test_dataset, config, model)  # the training file is not needed
         unchanged(config, "dataset")
-        train, test = self.split_raw(read_labelled(self.path, config), config)
+        train, test = self.split_raw(read_labelled(self.path, config), config, test=split == "test")
         return checked(train if split == "train" else test, model)
 
     def digests(self, config) -> dict[str, str]:
@@ -230,11 +232,14 @@ class SequenceFile(SequenceRecord):
         return {name: file_digest(getattr(config, name)) for name in ("dataset", "test_dataset")
                 if getattr(config, name) is not None}
 
-    def split_raw(self, raw: RawSequences, config) -> tuple[RawSequences, RawSequences]:
-        """(train, test): the test file when one is given, else a seeded stratified split of `raw`."""
+    def split_raw(self, raw: RawSequences, config, test: bool = True) -> tuple[RawSequences, RawSequences | None]:
+        """(train, test): the test file when one is given, else a seeded stratified split of `raw`;
+        `test` False: test None, and a test file is not read."""
         if config.test_dataset is not None:
             if config.test_size is not None:
                 raise ConfigError("give --test-dataset or --test-size, not both")
+            if not test:
+                return raw, None
             test = read_labelled(config.test_dataset, config)
             if test.values.shape[2] != raw.values.shape[2]:
                 raise DataError(
@@ -251,7 +256,7 @@ class SequenceFile(SequenceRecord):
             )
         if test_rows.all():
             raise DataError(f"{raw.source}: --test-size {fraction} leaves no training sequences; use a smaller one")
-        return subset(raw, ~test_rows), subset(raw, test_rows)
+        return subset(raw, ~test_rows), subset(raw, test_rows) if test else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,7 +274,7 @@ class Arrays(SequenceRecord):
     name: ClassVar[str] = "arrays"
     where: ClassVar[str] = "the arrays given"
 
-    def load(self, config) -> TrainingData:
+    def load(self, config, test: bool = True) -> TrainingData:
         if self.X is None:
             raise ConfigError("no arrays were given; the estimator's fit(X, y) passes them")
         raw = from_arrays(np.asarray(self.X), None if self.y is None else np.asarray(self.y),
@@ -315,10 +320,10 @@ class PackedSet(SequenceRecord):
                             f"evaluate on it as it is now with --dataset {self.path}, or train again")
         return opened
 
-    def load(self, config) -> TrainingData:
+    def load(self, config, test: bool = True) -> TrainingData:
         opened = self.opened(config)
         train = opened.split("train")
-        test = opened.split("test") if "test" in opened.manifest["splits"] else None
+        test = opened.split("test") if test and "test" in opened.manifest["splits"] else None
         steps = opened.manifest["splits"]["train"]["longest"]
         return TrainingData(train, test, opened.classes, dict(kind=SEQUENCES, steps=steps), opened.features, steps)
 
@@ -345,7 +350,7 @@ class PackedSamples(SequenceRecord):
     name: ClassVar[str] = "pack"
     where: ClassVar[str] = "the pack given"
 
-    def load(self, config) -> TrainingData:
+    def load(self, config, test: bool = True) -> TrainingData:
         pack, steps = self.samples.pack, int(self.samples.lengths.max())
         return TrainingData(self.samples, None, pack.classes, dict(kind=SEQUENCES, steps=steps), pack.features, steps)
 

@@ -76,6 +76,7 @@ def train(
     recorders: Sequence[Recorder] = (),
     source: ImageSet | SequenceFile | PackedSet | Arrays | None = None,
     files: bool = True,
+    test: bool = True,
 ) -> TrainResult:
     """Train a classifier as `config` says, evaluate it on the test split and save it to `config.out`.
 
@@ -94,11 +95,12 @@ def train(
             names. Arrays in memory come this way (with `config.dataset` None).
         files: False writes nothing at all — no run directory, no checkpoint — and leaves Ctrl+C
             to raise KeyboardInterrupt (the estimator's way).
+        test: False never reads the test split, nor evaluates on it (a trial of `seqlstm tune`).
     Returns:
         TrainResult with the trained model, its test evaluation, the checkpoint path and the run directory.
     """
     source = source_for(config.dataset) if source is None else source
-    return run(source.pin(config), log, recorders, None, source, files)
+    return run(source.pin(config), log, recorders, None, source, files, test)
 
 
 def resume(
@@ -130,14 +132,15 @@ def resume(
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """`config` as a run of it would train: the user's files by absolute path and, for a user's
-    sequences, the plan's budget filled in (the data is read for it). `seqlstm train --print-config`."""
+    sequences, the plan's budget filled in (the training data is read for it, never the test data).
+    `seqlstm train --print-config`."""
     source = source_for(config.dataset)
     config = source.pin(config)
-    return with_plan(config, source.load(config), source) if source.planned else config
+    return with_plan(config, source.load(config, test=False), source) if source.planned else config
 
 
 def run(config: TrainConfig, log: Callable[[str], None], recorders: Sequence[Recorder], saved: dict | None, source,
-        files: bool) -> TrainResult:
+        files: bool, test: bool = True) -> TrainResult:
     """Train from scratch (`saved` None) or from a resumable checkpoint dict, as `train` describes.
 
     Under torchrun, every process joins the process group and trains its shard of each batch;
@@ -150,7 +153,7 @@ def run(config: TrainConfig, log: Callable[[str], None], recorders: Sequence[Rec
     device = resolve_device(config.device)
 
     def fit(device: torch.device) -> TrainResult:
-        trainer = Trainer(config, source, device, saved, files)
+        trainer = Trainer(config, source, device, saved, files, test)
         return trainer.fit(recorders_for(trainer, log, [*recorders, *loggers]))
 
     if not distributed.launched():
@@ -173,9 +176,11 @@ class Trainer:
     this step) and `final_weights` (the state dict to test and save instead of the last step's).
     """
 
-    def __init__(self, config: TrainConfig, source, device: torch.device, saved: dict | None = None, files: bool = True):
+    def __init__(self, config: TrainConfig, source, device: torch.device, saved: dict | None = None, files: bool = True,
+                 test: bool = True):
         """Set the run up from `config` and `source` on `device`; `saved` (a resumable checkpoint's
-        dict) continues a run. `files` False writes nothing (no run directory, no checkpoint)."""
+        dict) continues a run. `files` False writes nothing (no run directory, no checkpoint);
+        `test` False never reads the test split."""
         self.source, self.device, self.files = source, device, files
         writes = distributed.is_main() and files
         self.amp_dtype = resolve_precision(config.precision, device)
@@ -183,7 +188,7 @@ class Trainer:
             # Before the work: a bad --out must not cost a training run, nor replace the data it reads.
             check_writable(config.out, reads=source.files(config))
         # The test split is loaded now so that a missing test file fails before training rather than after it.
-        data = source.load(config)
+        data = source.load(config, test)
         if saved is None:  # what a later command (or a resume) checks the user's files against
             config = replace(config, digests=source.digests(config) or None)
         config = with_plan(config, data, source)

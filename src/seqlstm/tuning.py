@@ -1,0 +1,333 @@
+"""`seqlstm tune`: a search over training settings on the user's data, with Optuna.
+
+Every trial is a normal training run, in its own run directory (DIR/trials/<study>/NNNN), that
+holds out a stratified share of the training sequences and is scored on them: its best validation
+accuracy. A trial reports each validation to Optuna's pruner, which stops it when its curve falls
+behind the other trials' at the same point. No trial reads the test split. When the trials are
+done, the best settings train once more on all the training sequences, for as many epochs as the
+best trial needed, and that model alone is tested: DIR/best.ckpt, with DIR/results.csv (every
+trial) and Optuna's plots of the search in DIR/plots/.
+
+The study lives in Optuna storage: DIR/study.db (SQLite) unless `storage` names another database
+Optuna accepts (PostgreSQL, MySQL: workers on several machines). Several `seqlstm tune` processes
+on one study share its trials; a killed one is started again and goes on where the study stands
+(its unfinished trial is failed once its heartbeat stops, and run again).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+from .config import TrainConfig
+from .errors import ConfigError, OutputError
+from .data.records import source_for
+from .training import Recorder, TrainResult, train
+from .training.loop import with_plan
+
+log = logging.getLogger(__name__)
+
+# Settings a search space may not hold: what is read and written, and the run's bookkeeping.
+NOT_TUNABLE = ("dataset", "data_dir", "test_dataset", "test_size", "label_column", "out", "run_dir", "log", "log_every",
+               "device", "plan", "digests", "checkpoint_every", "eval_every")
+# The share of the training sequences a trial validates on, when --val-size does not say.
+VALIDATION_SHARE = 0.2
+# Validations without a better one before a trial stops (when --patience does not say).
+PATIENCE = 10
+# Optuna's median pruner: no pruning before this many trials have finished, nor within a
+# trial's first validations (a one-cycle warm-up starts slowly).
+PRUNE_AFTER_TRIALS = 4
+PRUNE_AFTER_VALIDATIONS = 5
+# A worker's heartbeat: a trial whose process has not written one for GRACE_S seconds is failed
+# and queued again.
+HEARTBEAT_S = 10
+GRACE_S = 30
+
+
+def default_space(patch: int) -> dict:
+    """The search over the levers measured to matter (docs/own-data.md), around the plan's `patch`."""
+    return {
+        "lr": {"low": 3e-4, "high": 3e-2, "log": True},
+        "hidden_size": [32, 64, 128, 256],
+        "num_layers": [1, 2, 3],
+        "cell": ["lstm", "gru"],
+        "bidirectional": [False, True],
+        "pool": ["last", "mean", "max", "attention"],
+        "dropout": {"low": 0.0, "high": 0.5},
+        "patch": sorted({max(1, patch // 2), patch, 2 * patch}),
+        "batch_size": [8, 16, 32, 64],
+    }
+
+
+def read_space(path: str | os.PathLike) -> dict:
+    """A search space from a YAML file: `name: [choices]`, `name: {low, high[, log][, step]}` (whole
+    numbers for both: an integer range) or `name: value` (fixed), for TrainConfig's fields.
+    ConfigError naming the file and the entry that is wrong."""
+    import yaml
+
+    try:
+        space = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"--space {path}: cannot read it ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--space {path}: not valid YAML: {e}") from None
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"--space {path}: expected a mapping of settings to their choices, e.g. 'lr: {{low: 0.001, "
+                          "high: 0.03, log: true}' or 'cell: [lstm, gru]'")
+    check_space(space, f"--space {path}")
+    return space
+
+
+def check_space(space: dict, where: str) -> None:
+    """ConfigError for an entry of `space` that names no tunable setting, or is no range, list or value."""
+    known = {f.name for f in fields(TrainConfig)} - set(NOT_TUNABLE)
+    for name, spec in space.items():
+        if name not in known:
+            raise ConfigError(f"{where}: {name!r} is no setting a search can choose; choose among "
+                              f"{', '.join(sorted(known))}")
+        if isinstance(spec, list) and not spec:
+            raise ConfigError(f"{where}: {name}: an empty list of choices")
+        if isinstance(spec, dict):
+            bounds = {k: number(spec.get(k), f"{where}: {name}: {k}") for k in ("low", "high") if k in spec}
+            unknown = set(spec) - {"low", "high", "log", "step"}
+            if len(bounds) != 2 or unknown:
+                raise ConfigError(f"{where}: {name}: a range is {{low: A, high: B}}, with log: true or step: S if wanted"
+                                  f"{f'; unknown keys: {sorted(unknown)}' if unknown else ''}")
+            if not bounds["low"] < bounds["high"]:
+                raise ConfigError(f"{where}: {name}: low must be below high, got {bounds['low']} and {bounds['high']}")
+            if spec.get("log") and bounds["low"] <= 0:
+                raise ConfigError(f"{where}: {name}: a log range needs low > 0, got {bounds['low']}")
+
+
+def number(value, where: str) -> float | int:
+    """A range's bound: YAML reads 1e-3 (without a dot) as text, so numbers in text are taken too."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    return value
+
+
+def suggest(trial, space: dict) -> dict:
+    """The settings `trial` draws from `space` (fixed entries as they are)."""
+    chosen = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            chosen[name] = trial.suggest_categorical(name, spec)
+        elif isinstance(spec, dict):
+            low, high = number(spec["low"], name), number(spec["high"], name)
+            if isinstance(low, int) and isinstance(high, int) and not isinstance(spec.get("step", 1), float):
+                chosen[name] = trial.suggest_int(name, low, high, step=spec.get("step", 1), log=bool(spec.get("log")))
+            else:
+                chosen[name] = trial.suggest_float(name, low, high, step=spec.get("step"), log=bool(spec.get("log")))
+        else:
+            chosen[name] = spec
+    return chosen
+
+
+class Report(Recorder):
+    """Tells a trial each validation accuracy, keeps the best one and its epoch, and stops the run
+    when Optuna's pruner says so."""
+
+    def __init__(self, trial):
+        self.trial = trial
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.validations = 0
+        self.pruned = False
+
+    def after_validation(self, trainer, step, result, improved) -> None:
+        self.validations += 1
+        if self.best is None or result.accuracy > self.best:
+            self.best, self.best_epoch = result.accuracy, step.epoch
+        self.trial.report(result.accuracy, self.validations)
+        if self.trial.should_prune():
+            self.pruned = trainer.stopping = True
+
+
+@dataclass
+class TuneResult:
+    """What `tune` did: the study, the best trial's settings and the final model's training."""
+
+    study: object  # optuna.Study
+    best_params: dict
+    final: TrainResult | None  # None: no trial finished
+    results: Path  # results.csv
+    plots: list[Path]
+
+
+def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeout: float | None = None,
+         space: dict | None = None, storage: str | None = None, study_name: str | None = None,
+         log_line: Callable[[str], None] = print, source=None, fixed: tuple[str, ...] = ()) -> TuneResult:
+    """Search the training settings of `space` for `config`'s data, then train and test the best.
+
+    Args:
+        config: the fixed settings and the data (`dataset`, `test_dataset`...); what `space` holds is drawn per trial.
+        folder: where the study, the trials' run directories, best.ckpt, results.csv and plots/ go.
+        trials: the study's trials, over all processes working on it (finished or pruned).
+        timeout: stop starting trials after this many seconds (this process).
+        space: TrainConfig field -> choices (see `read_space`); None: `default_space`.
+        storage: an Optuna storage URL; None: sqlite in `folder`.
+        study_name: the study in the storage; None: the dataset's name.
+        log_line: receives a line per trial and the final model's lines.
+        source: the data's record, as `train` takes it; None: the one `config.dataset` names.
+        fixed: settings `config` fixes (the flags given): left out of the default space.
+    Returns:
+        TuneResult. Raises ConfigError for a bad space or setting, OutputError when `folder` cannot be written.
+    """
+    import optuna
+
+    if not (isinstance(trials, int) and trials >= 1):
+        raise ConfigError(f"--trials must be a positive whole number, got {trials}")
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {folder}: {e.strerror or e}") from None
+    source = source_for(config.dataset) if source is None else source
+    config = source.pin(config)
+    data = source.load(config, test=False)  # checked once before any trial; the plan's choices for it
+    planned = with_plan(config, data, source)
+    validation = config.val_size or planned.val_size or max(2, math.ceil(VALIDATION_SHARE * len(data.train.labels)))
+    del data
+    if space is None:
+        space = {name: spec for name, spec in default_space(planned.patch).items() if name not in fixed}
+    check_space(space, "the search space")
+    name = study_name or Path(str(config.dataset)).stem
+    study = open_study(storage or f"sqlite:///{(folder / 'study.db').resolve()}", name, config.seed)
+    trial_dirs = folder / "trials" / name
+
+    def objective(trial) -> float:
+        run_dir = trial_dirs / f"{trial.number:04d}"
+        settings = suggest(trial, space)
+        trial_config = replace(config, **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"),
+                               val_size=validation,
+                               patience=PATIENCE if config.patience is None else config.patience)
+        report = Report(trial)
+        start = time.perf_counter()
+        train(trial_config, log=lambda line: None, recorders=[report], source=source, test=False)
+        trial.set_user_attr("epochs", report.best_epoch)
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+        if report.pruned:
+            log_line(f"trial {trial.number}: pruned after {report.validations} validations ({shown})")
+            raise optuna.TrialPruned()
+        log_line(f"trial {trial.number}: {report.best:.2f} % on validation at epoch {report.best_epoch} ({shown}) in "
+                 f"{time.perf_counter() - start:.0f} s")
+        return report.best
+
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    left = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if left > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(objective, timeout=timeout, callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
+    results = write_results(study, folder / "results.csv")
+    plots = draw_plots(study, folder / "plots")
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not completed:
+        return TuneResult(study, {}, None, results, plots)
+    best = study.best_trial
+    final = train_best(config, best, folder, log_line, source)
+    return TuneResult(study, dict(best.params), final, results, plots)
+
+
+def open_study(url: str, name: str, seed: int):
+    """The study `name` in the storage at `url`, created if new: maximising, TPE-sampled, median-pruned.
+
+    The sampler is seeded from `seed` and the number of trials the study holds already, so a tune
+    is reproducible and a worker joining a study draws its own settings.
+    """
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                                 heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        except Exception as e:  # SQLAlchemy raises many kinds for a bad URL or an unreachable database
+            raise ConfigError(f"--storage {url}: cannot open it ({type(e).__name__}: {e})") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    existing = len(optuna.load_study(study_name=name, storage=storage).trials) \
+        if name in optuna.get_all_study_names(storage) else 0
+    sampler = optuna.samplers.TPESampler(seed=seed * 1_000_003 + existing)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_AFTER_VALIDATIONS)
+    return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
+                               load_if_exists=True)
+
+
+def train_best(config: TrainConfig, best, folder: Path, log_line: Callable[[str], None], source) -> TrainResult | None:
+    """Train the best trial's settings on all the training sequences for the epochs it needed, test
+    it, and save DIR/best.ckpt; once per best trial, whichever worker gets there first."""
+    done = folder / "best.json"
+    with open(folder / ".best.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker of this folder may be training it
+        if done.is_file() and json.loads(done.read_text()).get("trial") == best.number:
+            log_line(f"the best trial ({best.number}) was trained and tested already: {folder / 'best.ckpt'}")
+            return None
+        epochs = max(1, best.user_attrs.get("epochs", 1))
+        final = replace(config, **best.params, epochs=epochs, val_size=0, patience=0,
+                        run_dir=str(folder / "best" / f"trial-{best.number:04d}"), out=str(folder / "best.ckpt"))
+        log_line(f"best: trial {best.number}, {best.value:.2f} % on validation; training it on all the training "
+                 f"sequences for {epochs} epochs, then testing it once")
+        result = train(final, log=log_line, source=source)
+        done.write_text(json.dumps({"trial": best.number, "params": best.params, "epochs": epochs,
+                                    "test_accuracy": None if result.evaluation is None else result.evaluation.accuracy}))
+    return result
+
+
+def write_results(study, path: Path) -> Path:
+    """Every trial as a CSV row: number, state, validation accuracy, epochs, seconds, then its settings."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({name for t in trials for name in t.params})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "state", "validation_accuracy", "epochs", "seconds", *names])
+        for t in trials:
+            writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else round(t.value, 4),
+                             t.user_attrs.get("epochs", ""), t.user_attrs.get("seconds", ""),
+                             *(t.params.get(n, "") for n in names)])
+    return path
+
+
+def draw_plots(study, folder: Path) -> list[Path]:
+    """Optuna's optimisation history and parameter importances as PNGs (those the trials allow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    for name, draw, needs in (("history.png", plots.plot_optimization_history, 1),
+                              ("importances.png", plots.plot_param_importances, 2)):
+        if len(complete) < needs:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError) as e:  # e.g. importances of settings that never varied
+                log.warning("no %s: %s", name, e)
+                continue
+        axes.figure.savefig(folder / name, dpi=120, bbox_inches="tight")
+        plt.close(axes.figure)
+        drawn.append(folder / name)
+    return drawn

@@ -1,0 +1,181 @@
+"""`seqlstm tune`: Optuna's search over training settings, under the training protocol — trials
+choose on validation sequences, the test split is read once, by the final model."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_task
+from seqlstm import ConfigError, TrainConfig
+from seqlstm.checkpoint import read_checkpoint
+from seqlstm.data.records import SequenceFile
+
+optuna = pytest.importorskip("optuna")
+
+from seqlstm.tuning import check_space, open_study, read_space, tune  # noqa: E402
+
+# The tiny problem's model, and a budget of 12 epochs of 10 steps (160 training sequences, 40 held
+# out to validate on after each epoch).
+TINY = dict(hidden_size=8, num_layers=1, conv=0, precision="fp32", batch_size=16, epochs=12, val_size=40)
+
+
+@pytest.fixture
+def tiny_files(tmp_path) -> tuple[Path, Path]:
+    np.savez(tmp_path / "train.npz", **tiny_task(200))
+    np.savez(tmp_path / "test.npz", **tiny_task(90, seed=7))
+    return tmp_path / "train.npz", tmp_path / "test.npz"
+
+
+def config_for(files: tuple[Path, Path], **settings) -> TrainConfig:
+    return TrainConfig(dataset=str(files[0]), test_dataset=str(files[1]), **{**TINY, **settings})
+
+
+def states(study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+@dataclass(frozen=True)
+class Watched(SequenceFile):
+    """The training file's record, noting every load and whether it asked for the test split."""
+
+    asked: list = None
+
+    def load(self, config, test: bool = True):
+        self.asked.append(test)
+        return super().load(config, test)
+
+
+def test_a_tiny_study_finds_the_planted_learning_rate_and_tests_only_the_best(tmp_path, tiny_files):
+    # One rate learns the problem in the budget, the other cannot move the weights.
+    space = {"lr": [0.00001, 0.02]}
+    watched = Watched(str(tiny_files[0]), asked=[])
+    lines = []
+    result = tune(config_for(tiny_files), tmp_path / "tune", trials=4, space=space, log_line=lines.append, source=watched)
+    values = {t.params["lr"]: t.value for t in result.study.trials}
+    assert result.best_params == {"lr": 0.02} and values[0.02] > values[0.00001] + 20
+    # The test split was asked for once, by the final training; the plan and every trial left it unread.
+    assert watched.asked == [False] * 5 + [True]
+    assert result.final.evaluation.total == 90 and result.final.evaluation.accuracy > 80
+    saved = read_checkpoint(tmp_path / "tune" / "best.ckpt")
+    assert saved["config"]["lr"] == 0.02 and saved["config"]["val_size"] == 0
+    rows = list(csv.DictReader(open(result.results)))
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"] and {r["state"] for r in rows} == {"complete"}
+    assert (tmp_path / "tune" / "plots" / "history.png").stat().st_size > 0
+    assert sum(line.startswith("trial ") for line in lines) == 4
+    # Every trial is a run of its own.
+    assert sorted(p.name for p in (tmp_path / "tune" / "trials" / "train").iterdir()) == ["0000", "0001", "0002", "0003"]
+
+    # Run again on the finished study: no trial more, and the best is not trained twice.
+    again = tune(config_for(tiny_files), tmp_path / "tune", trials=4, space=space, log_line=lines.append)
+    assert len(again.study.trials) == 4 and again.final is None
+
+
+def test_pruning_stops_a_trial_whose_validation_curve_is_bad(tmp_path, tiny_files):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = open_study(url, "planted", seed=0)
+    for lr in (0.02, 0.02, 0.02, 0.02, 0.000001):
+        study.enqueue_trial({"lr": lr})
+    space = {"lr": {"low": 0.000001, "high": 0.05, "log": True}}
+    result = tune(config_for(tiny_files), tmp_path / "tune", trials=5, space=space, storage=url, study_name="planted",
+                  log_line=lambda line: None)
+    assert states(result.study) == ["COMPLETE"] * 4 + ["PRUNED"]
+    pruned = result.study.trials[4]
+    # Stopped at the first validation the pruner may judge: the 6th, of the 12 planned.
+    assert max(pruned.intermediate_values) == 6
+    assert read_checkpoint(tmp_path / "tune" / "trials" / "planted" / "0004" / "last.ckpt")["training"]["step"] == 60
+
+
+def test_a_bad_search_space_is_refused_with_what_to_do(tmp_path):
+    cases = {
+        "lr: [0.1, 0.2]\nout: x.ckpt\n": "'out' is no setting a search can choose",
+        "cell: []\n": "cell: an empty list of choices",
+        "lr: {low: 0.1}\n": "lr: a range is {low: A, high: B}",
+        "lr: {low: 0.1, high: 0.01}\n": "lr: low must be below high",
+        "lr: {low: 0, high: 0.1, log: true}\n": "lr: a log range needs low > 0",
+        "lr: {low: fast, high: 0.1}\n": "lr: low: expected a number, got 'fast'",
+        "- lr\n": "expected a mapping of settings to their choices",
+        "lr: [0.1\n": "not valid YAML",
+    }
+    for text, message in cases.items():
+        (tmp_path / "space.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("{", r"\{").replace("}", r"\}")):
+            read_space(tmp_path / "space.yaml")
+    (tmp_path / "space.yaml").write_text("lr: {low: 1e-4, high: 1e-2, log: true}\nnum_layers: {low: 1, high: 3}\ncell: gru\n")
+    assert read_space(tmp_path / "space.yaml")["cell"] == "gru"
+    check_space({"hidden_size": [8, 16]}, "here")
+
+
+def tune_process(folder: Path, files: tuple[Path, Path], trials: int) -> subprocess.Popen:
+    args = [sys.executable, "-m", "seqlstm", "tune", "--dataset", str(files[0]), "--test-dataset", str(files[1]),
+            "--trials", str(trials), "--tune-dir", str(folder), "--hidden-size", "8", "--num-layers", "1", "--conv", "0",
+            "--precision", "fp32", "--batch-size", "16", "--epochs", "12", "--val-size", "40", "--cell", "lstm",
+            "--no-bidirectional", "--pool", "mean", "--patch", "1"]  # the space left: learning rate and dropout
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def study_of(folder: Path):
+    return optuna.load_study(study_name="train", storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def finished(folder: Path) -> int:
+    try:
+        return sum(state in ("COMPLETE", "PRUNED") for state in states(study_of(folder)))
+    except Exception:  # no study yet (Optuna raises KeyError, SQLAlchemy its own)
+        return 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path, tiny_files):
+    folder = tmp_path / "tune"
+    first = tune_process(folder, tiny_files, trials=6)
+    wait_for(lambda: (folder / "study.db").exists() and len(study_of(folder).trials) >= 1)
+    second = tune_process(folder, tiny_files, trials=6)
+    outputs = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == second.returncode == 0, [err for _, err in outputs]
+    ran = [[line.split(":")[0] for line in out.splitlines() if line.startswith("trial ")] for out, _ in outputs]
+    assert ran[0] and ran[1] and not set(ran[0]) & set(ran[1])  # both worked, on different trials
+    study = study_of(folder)
+    # Each stops once the study has 6 finished trials: one more at most, started while the other's last ran.
+    assert 6 <= finished(folder) <= 7 and len(ran[0]) + len(ran[1]) == len(study.trials)
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(study.trials)  # no settings drawn twice
+    assert (folder / "best.ckpt").is_file()
+    assert sum("training it on all the training sequences" in out for out, _ in outputs) == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_killed_tune_goes_on_where_the_study_stands(tmp_path, tiny_files):
+    folder = tmp_path / "tune"
+    killed = tune_process(folder, tiny_files, trials=4)
+    wait_for(lambda: finished(folder) >= 2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    before = {t.number: t.value for t in study_of(folder).trials if t.state.name == "COMPLETE"}
+    again = tune_process(folder, tiny_files, trials=4)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    study = study_of(folder)
+    assert finished(folder) == 4
+    assert {t.number: t.value for t in study.trials if t.number in before} == before  # kept, not redone
+    assert not any(line.startswith(f"trial {n}:") for n in before for line in out.splitlines())
+    assert (folder / "best.ckpt").is_file() and (folder / "results.csv").is_file()
