@@ -2,7 +2,7 @@
 
 Every trial is a normal training run, in its own run directory (DIR/trials/<study>/NNNN), that
 holds out a stratified share of the training sequences and is scored on them: its best validation
-accuracy. A trial reports each validation to Optuna's pruner, which stops it when its curve falls
+accuracy, ties broken by the lower validation loss. A trial reports each validation to Optuna's pruner, which stops it when its curve falls
 behind the other trials' at the same point. No trial reads the test split. When the trials are
 done, the best settings train once more on all the training sequences, for as many epochs as the
 best trial needed, and that model alone is tested: DIR/best.ckpt, with DIR/results.csv (every
@@ -24,6 +24,7 @@ import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -43,10 +44,10 @@ NOT_TUNABLE = ("dataset", "data_dir", "test_dataset", "test_size", "label_column
 VALIDATION_SHARE = 0.2
 # Validations without a better one before a trial stops (when --patience does not say).
 PATIENCE = 10
-# Optuna's median pruner: no pruning before this many trials have finished, nor within a
-# trial's first validations (a one-cycle warm-up starts slowly).
+# Optuna's median pruner: no pruning before this many trials have finished, nor before a trial's
+# this-many-th validation (a one-cycle warm-up starts slowly).
 PRUNE_AFTER_TRIALS = 4
-PRUNE_AFTER_VALIDATIONS = 5
+PRUNE_FROM_VALIDATION = 5
 # A worker's heartbeat: a trial whose process has not written one for GRACE_S seconds is failed
 # and queued again.
 HEARTBEAT_S = 10
@@ -137,22 +138,34 @@ def suggest(trial, space: dict) -> dict:
     return chosen
 
 
+# A trial's score is its validation accuracy (%) less this much per unit of validation loss: on a
+# few validation sequences many trials reach the same accuracy, and the lower loss then decides
+# (as the trainer's own best validation does), never outweighing one sequence more classified right.
+TIE_BREAK = 1e-3
+
+
+def score(accuracy: float, loss: float) -> float:
+    return accuracy - TIE_BREAK * min(loss, 100.0)
+
+
 class Report(Recorder):
-    """Tells a trial each validation accuracy, keeps the best one and its epoch, and stops the run
-    when Optuna's pruner says so."""
+    """Tells a trial each validation's score, keeps the best one, its accuracy and its epoch, and
+    stops the run when Optuna's pruner says so."""
 
     def __init__(self, trial):
         self.trial = trial
         self.best: float | None = None
+        self.best_accuracy = 0.0
         self.best_epoch = 0
         self.validations = 0
         self.pruned = False
 
     def after_validation(self, trainer, step, result, improved) -> None:
         self.validations += 1
-        if self.best is None or result.accuracy > self.best:
-            self.best, self.best_epoch = result.accuracy, step.epoch
-        self.trial.report(result.accuracy, self.validations)
+        value = score(result.accuracy, result.loss)
+        if self.best is None or value > self.best:
+            self.best, self.best_accuracy, self.best_epoch = value, result.accuracy, step.epoch
+        self.trial.report(value, self.validations)
         if self.trial.should_prune():
             self.pruned = trainer.stopping = True
 
@@ -217,15 +230,17 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
                                patience=PATIENCE if config.patience is None else config.patience)
         report = Report(trial)
         start = time.perf_counter()
-        train(trial_config, log=lambda line: None, recorders=[report], source=source, test=False)
+        with quiet(logging.getLogger("seqlstm")):  # a trial speaks in one line, below, not in its run's
+            train(trial_config, log=lambda line: None, recorders=[report], source=source, test=False)
         trial.set_user_attr("epochs", report.best_epoch)
+        trial.set_user_attr("accuracy", report.best_accuracy)
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
         if report.pruned:
             log_line(f"trial {trial.number}: pruned after {report.validations} validations ({shown})")
             raise optuna.TrialPruned()
-        log_line(f"trial {trial.number}: {report.best:.2f} % on validation at epoch {report.best_epoch} ({shown}) in "
-                 f"{time.perf_counter() - start:.0f} s")
+        log_line(f"trial {trial.number}: {report.best_accuracy:.2f} % on validation at epoch {report.best_epoch} "
+                 f"({shown}) in {time.perf_counter() - start:.0f} s")
         return report.best
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -242,6 +257,17 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     best = study.best_trial
     final = train_best(config, best, folder, log_line, source)
     return TuneResult(study, dict(best.params), final, results, plots)
+
+
+@contextmanager
+def quiet(logger: logging.Logger):
+    """Within the block, `logger` passes warnings and errors only."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def open_study(url: str, name: str, seed: int):
@@ -265,7 +291,7 @@ def open_study(url: str, name: str, seed: int):
     existing = len(optuna.load_study(study_name=name, storage=storage).trials) \
         if name in optuna.get_all_study_names(storage) else 0
     sampler = optuna.samplers.TPESampler(seed=seed * 1_000_003 + existing)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_AFTER_VALIDATIONS)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=PRUNE_FROM_VALIDATION)
     return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
                                load_if_exists=True)
 
@@ -282,8 +308,9 @@ def train_best(config: TrainConfig, best, folder: Path, log_line: Callable[[str]
         epochs = max(1, best.user_attrs.get("epochs", 1))
         final = replace(config, **best.params, epochs=epochs, val_size=0, patience=0,
                         run_dir=str(folder / "best" / f"trial-{best.number:04d}"), out=str(folder / "best.ckpt"))
-        log_line(f"best: trial {best.number}, {best.value:.2f} % on validation; training it on all the training "
-                 f"sequences for {epochs} epochs, then testing it once")
+        accuracy = best.user_attrs.get("accuracy", best.value)
+        log_line(f"best: trial {best.number}, {accuracy:.2f} % on validation; training it on all the training sequences "
+                 f"for {epochs} epochs, then testing it once")
         result = train(final, log=log_line, source=source)
         done.write_text(json.dumps({"trial": best.number, "params": best.params, "epochs": epochs,
                                     "test_accuracy": None if result.evaluation is None else result.evaluation.accuracy}))
@@ -291,14 +318,15 @@ def train_best(config: TrainConfig, best, folder: Path, log_line: Callable[[str]
 
 
 def write_results(study, path: Path) -> Path:
-    """Every trial as a CSV row: number, state, validation accuracy, epochs, seconds, then its settings."""
+    """Every trial as a CSV row: number, state, validation accuracy, score, epochs, seconds, then its settings."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "state", "validation_accuracy", "epochs", "seconds", *names])
+        writer.writerow(["trial", "state", "validation_accuracy", "score", "epochs", "seconds", *names])
         for t in trials:
-            writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else round(t.value, 4),
+            writer.writerow([t.number, t.state.name.lower(), t.user_attrs.get("accuracy", ""),
+                             "" if t.value is None else round(t.value, 6),
                              t.user_attrs.get("epochs", ""), t.user_attrs.get("seconds", ""),
                              *(t.params.get(n, "") for n in names)])
     return path
@@ -321,7 +349,8 @@ def draw_plots(study, folder: Path) -> list[Path]:
         if len(complete) < needs:
             continue
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Optuna warns that the plots are experimental, and when few trials make importances equal.
+            warnings.simplefilter("ignore")
             try:
                 axes = draw(study)
             except (ValueError, RuntimeError) as e:  # e.g. importances of settings that never varied
