@@ -31,7 +31,7 @@ def test_the_names_a_user_chooses_from_are_those_implemented():
 
 @pytest.mark.e2e
 def test_every_commands_help_and_version_work_without_loading_pytorch():
-    commands = ("train", "evaluate", "plot", "explain", "predict", "export", "serve")
+    commands = ("train", "evaluate", "plot", "explain", "predict", "export", "pack", "tune", "serve")
     code = ("import sys, contextlib, io\nfrom seqlstm.cli import main\n"
             f"for argv in (['--help'], ['--version'], *([c, '--help'] for c in {commands!r})):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"

@@ -118,6 +118,12 @@ def test_a_bad_search_space_is_refused_with_what_to_do(tmp_path):
     check_space({"hidden_size": [8, 16]}, "here")
 
 
+def test_without_optuna_tune_says_what_to_install(tiny_files, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed: importing it fails
+    with pytest.raises(ConfigError, match=r'seqlstm tune needs Optuna .*pip install "seqlstm\[tune\]"'):
+        tune(config_for(tiny_files), tmp_path / "tune", trials=2)
+
+
 def tune_process(folder: Path, files: tuple[Path, Path], trials: int) -> subprocess.Popen:
     args = [sys.executable, "-m", "seqlstm", "tune", "--dataset", str(files[0]), "--test-dataset", str(files[1]),
             "--trials", str(trials), "--tune-dir", str(folder), "--hidden-size", "8", "--num-layers", "1", "--conv", "0",

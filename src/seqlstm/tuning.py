@@ -198,10 +198,13 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
         source: the data's record, as `train` takes it; None: the one `config.dataset` names.
         fixed: settings `config` fixes (the flags given): left out of the default space.
     Returns:
-        TuneResult. Raises ConfigError for a bad space or setting, OutputError when `folder` cannot be written.
+        TuneResult. Raises ConfigError for a bad space or setting (or without Optuna), OutputError when
+        `folder` cannot be written.
     """
-    import optuna
-
+    try:
+        import optuna
+    except ImportError as e:
+        raise ConfigError(f'seqlstm tune needs Optuna ({e}); install it with: pip install "seqlstm[tune]"') from None
     if not (isinstance(trials, int) and trials >= 1):
         raise ConfigError(f"--trials must be a positive whole number, got {trials}")
     folder = Path(folder)
@@ -225,9 +228,10 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     def objective(trial) -> float:
         run_dir = trial_dirs / f"{trial.number:04d}"
         settings = suggest(trial, space)
-        trial_config = replace(config, **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"),
-                               val_size=validation,
-                               patience=PATIENCE if config.patience is None else config.patience)
+        # The space may choose the validation share and the patience too; otherwise the trial validates.
+        trial_config = replace(replace(config, val_size=validation,
+                                       patience=PATIENCE if config.patience is None else config.patience),
+                               **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"))
         report = Report(trial)
         start = time.perf_counter()
         with quiet(logging.getLogger("seqlstm")):  # a trial speaks in one line, below, not in its run's
