@@ -327,7 +327,8 @@ class Trainer:
         if self.streamed:
             # A pack's samples are read from disk, each rank reading only its own part of the batch.
             # Packs hold sequences, which are never augmented.
-            ahead = None if following is None else (distributed.shard(following), longest(self.cpu_lengths, following))
+            last = following is None or self.loop.step + 1 == self.total_steps  # nothing to read ahead for
+            ahead = None if last else (distributed.shard(following), longest(self.cpu_lengths, following))
             x, lengths, labels = self.reader.read(distributed.shard(batch), steps, ahead).to(self.device)
         else:
             inputs, lengths, labels = self.train_set.read(batch, steps)
