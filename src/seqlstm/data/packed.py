@@ -136,11 +136,20 @@ def pack(sources: Iterable[str | os.PathLike], out: str | os.PathLike, test: Ite
         manifest = writer.finish([str(p.resolve()) for p in train_files], [str(p.resolve()) for p in test_files])
         (partial / MARKER).unlink()
         os.rename(partial, out)
+        sync_folder(out.parent)  # the rename itself on the disk
     except BaseException:
         writer.close()
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return PackSummary(out, manifest, writer.bytes_read, time.perf_counter() - start)
+
+
+def sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def files_of(paths: Iterable[str | os.PathLike], what: str) -> list[Path]:
@@ -260,6 +269,8 @@ class Writer:
             return
         self.file.seek(0)
         self.file.write(npy_header((self.rows, self.features)))
+        self.file.flush()
+        os.fsync(self.file.fileno())  # on the disk before pack.json says the shard is complete
         self.file.close()
         self.file = None
         self.shards[-1]["rows"] = self.rows
@@ -289,7 +300,10 @@ class Writer:
                 continue
             index = np.stack([np.frombuffer(c, dtype=np.int64) for c in columns], axis=1)
             index[:, LABEL] = to_class[index[:, LABEL]]
-            np.save(self.folder / f"{split}.npy", index)
+            with open(self.folder / f"{split}.npy", "wb") as f:
+                np.save(f, index)
+                f.flush()
+                os.fsync(f.fileno())
             splits[split] = split_summary(index, self.moments[split], classes)
         manifest = {
             "format": FORMAT, "version": VERSION, "id": uuid.uuid4().hex,
@@ -299,7 +313,10 @@ class Writer:
             "sources": {"train": train_sources, "test": test_sources},
             "test_rule": None if self.rule is None else {"share": self.test_size, "seed": self.seed},
         }
-        (self.folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        with open(self.folder / MANIFEST, "w") as f:
+            f.write(json.dumps(manifest, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
         return manifest
 
 
