@@ -84,5 +84,10 @@ def plan_for(sequences: int, longest: int, features: int = 1) -> Plan:
     cost = batch * math.ceil(longest / patch) * (1 + patch * features / WIDE)
     steps = max(MIN_STEPS, min(STEPS, int(WORK / cost)))
     epochs = math.ceil(steps / steps_per_epoch(fit, batch))
-    patience = max(MIN_PATIENCE, epochs // 4) if val_size else 0
+    patience = patience_for(epochs) if val_size else 0
     return Plan(batch, epochs, val_size, patience, patch, conv_patch=patch)
+
+
+def patience_for(epochs: int) -> int:
+    """Validations (one per epoch) without a better one before a run of `epochs` planned epochs stops."""
+    return max(MIN_PATIENCE, epochs // 4)
