@@ -78,6 +78,17 @@ def test_a_pack_holds_what_the_in_memory_reader_reads(tmp_path, sources, monkeyp
     np.testing.assert_array_equal(first[: expected.lengths[0]], expected.inputs[0, : expected.lengths[0]].numpy())
 
 
+def test_classes_are_named_and_ordered_as_the_files_own(tmp_path, ucr_dir):
+    # Integers beyond int64 are names in memory (sorted as text); so are a .ts file's numbers.
+    (tmp_path / "big.csv").write_text("99999999999999999999999,1,2\n3,4,5\n10,1,1\n")
+    (tmp_path / "small.csv").write_text("3,4,5\n10,1,1\n3,1,2\n")
+    for source in (tmp_path / "big.csv", tmp_path / "small.csv", ucr_dir / "ArrowHead_TRAIN.ts"):
+        out = tmp_path / f"pack-{source.stem}"
+        expected = [str(c) for c in np.unique(read_sequences(source).labels)]
+        assert pack([source], out).manifest["classes"] == expected
+    assert Pack(tmp_path / "pack-small").classes == ("3", "10")
+
+
 def test_the_test_rule_gives_each_class_its_share_and_never_its_first(tmp_path):
     rule = SplitRule(0.25, seed=3)
     labels = [f"c{k % 4}" for k in range(400)] + ["rare"] * 3
@@ -103,12 +114,14 @@ def test_bad_packs_are_refused_with_what_to_do(tmp_path, sources, cli):
     np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 5, 2)))
     np.savez(tmp_path / "one.npz", X=np.zeros((4, 5, 2)), y=[1, 1, 1, 1])
     np.savez(tmp_path / "bad.npz", X=np.array([[[0.0, 1.0]], [[np.inf, 0.0]]]), y=[0, 1])
+    np.savez(tmp_path / "four.npz", X=np.zeros((3, 4, 5, 6)), y=[0, 1, 0])
     cases = {
         (str(sources["npz"]), str(tmp_path / "three.npz")): "three.npz: sequence 0 has 3 features per step but the sequences packed before it have 2",
         (str(tmp_path / "unlabelled.npz"),): "unlabelled.npz: holds no labels",
         (str(tmp_path / "one.npz"),): "every sequence has the label '1'",
         (str(tmp_path / "bad.npz"),): "bad.npz: X has 1 NaN or infinite value(s)",
         (str(tmp_path / "nothing.ts"),): "nothing.ts: no such file",
+        (str(tmp_path / "four.npz"),): "four.npz: X has shape (3, 4, 5, 6); expected (N, T, F)",
     }
     for files, message in cases.items():
         ran = cli("pack", *files, "--out", str(tmp_path / "out"))

@@ -44,7 +44,7 @@ import torch
 
 from ..config import SHARD_MB
 from ..errors import ConfigError, DataError, OutputError
-from .seqfiles import SUPPORTED, sequence_cases
+from .seqfiles import SUPPORTED, label_array, sequence_cases
 from .sequences import Sequences
 
 log = logging.getLogger(__name__)
@@ -287,8 +287,10 @@ class Writer:
             raise DataError("no training sequences: every sequence went to the test split; give more sequences, "
                             "or a smaller --test-size")
         names = list(self.label_ids)
-        numeric = not self.text_labels and all(is_integer(n) for n in names)
-        classes = sorted(names, key=int) if numeric else sorted(names)
+        # Sorted as a file's labels are (label_array, then np.unique): numerically when every one is an
+        # int64, except from .ts files, whose labels are names.
+        labels = np.array(names, dtype=str) if self.text_labels else label_array(names)
+        classes = [str(c) for c in np.unique(labels)]
         if len(classes) < 2:
             raise DataError(f"every sequence has the label {classes[0]!r}; with one class only there is nothing to "
                             "learn: a classifier needs at least two classes to tell apart")
@@ -337,14 +339,6 @@ def npy_header(shape: tuple[int, int]) -> bytes:
     text = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode("latin1")
     text = text.ljust(HEADER_BYTES - 10 - 1) + b"\n"
     return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
-
-
-def is_integer(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- reading ----------------------------------------------------------------------------------

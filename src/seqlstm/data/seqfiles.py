@@ -256,7 +256,8 @@ def npz_cases(path: Path, source: str) -> Iterator[tuple[np.ndarray, int | str |
                 raise DataError(f"{source}: X is stored in Fortran order, which cannot be read a sequence at a time; "
                                 "save it again with np.savez(path, X=np.ascontiguousarray(X), ...)")
             if len(shape) not in (2, 3) or 0 in shape:
-                from_arrays(np.zeros(shape, dtype), None, None, source)  # raises the in-memory reader's error
+                # The in-memory reader's error, from an array of that shape that takes no memory.
+                from_arrays(np.broadcast_to(np.zeros((), dtype), shape), None, None, source)
             n, row = shape[0], int(np.prod(shape[1:])) * dtype.itemsize
             y, lengths = arrays.get("y"), arrays.get("lengths")
             for name, array in (("y", y), ("lengths", lengths)):
