@@ -81,12 +81,13 @@ def test_a_pack_holds_what_the_in_memory_reader_reads(tmp_path, sources, monkeyp
 def test_classes_are_named_and_ordered_as_the_files_own(tmp_path, ucr_dir):
     # Integers beyond int64 are names in memory (sorted as text); so are a .ts file's numbers.
     (tmp_path / "big.csv").write_text("99999999999999999999999,1,2\n3,4,5\n10,1,1\n")
-    (tmp_path / "small.csv").write_text("3,4,5\n10,1,1\n3,1,2\n")
+    (tmp_path / "small.csv").write_text("3,4,5\n10,1,1\n03,1,2\n")  # 03 is the class 3
     for source in (tmp_path / "big.csv", tmp_path / "small.csv", ucr_dir / "ArrowHead_TRAIN.ts"):
         out = tmp_path / f"pack-{source.stem}"
         expected = [str(c) for c in np.unique(read_sequences(source).labels)]
         assert pack([source], out).manifest["classes"] == expected
     assert Pack(tmp_path / "pack-small").classes == ("3", "10")
+    assert Pack(tmp_path / "pack-small").split("train").labels.tolist() == [0, 1, 0]
 
 
 def test_the_test_rule_gives_each_class_its_share_and_never_its_first(tmp_path):

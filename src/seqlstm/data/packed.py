@@ -295,7 +295,7 @@ class Writer:
             raise DataError(f"every sequence has the label {classes[0]!r}; with one class only there is nothing to "
                             "learn: a classifier needs at least two classes to tell apart")
         # Class indices by the sorted classes, as a file read into memory numbers them.
-        to_class = np.array([classes.index(n) for n in names], dtype=np.int64)
+        to_class = np.array([classes.index(str(v)) for v in labels], dtype=np.int64)  # "007" is class "7", as in memory
         splits = {}
         for split, columns in self.index.items():
             if not len(columns[0]):
