@@ -1,15 +1,16 @@
 """`seqlstm tune` on the UCR problems against `seqlstm train` with no flags, and one tune worker against two.
 
-    python benchmarks/tune.py [DIR] [NAMES...] [--minutes 30] [--parallel-trials 8] [--json PATH]
+    python benchmarks/tune.py [DIR] [NAMES...] [--minutes 30] [--workers 2] [--parallel-trials 8] [--json PATH]
 
 For each problem (NAME_TRAIN.ts / NAME_TEST.ts in DIR, default $SEQLSTM_DATA/ucr): `seqlstm tune`
-with the default search space for --minutes (its --timeout: trials start until then, and the one
-running finishes), in a fresh process, then its final model's test accuracy; beside it the test
+with the default search space for --minutes (its --timeout: the search ends then), as --workers
+processes sharing one study, each on its share of the cores (the route docs/tuning.md gives for a
+machine of several cores), then its final model's test accuracy; beside it the test
 accuracy of `seqlstm train` with no flags (the default this search has to beat) and MiniRocket's,
 from benchmarks/results/ucr-2core-cpu.json (`python benchmarks/ucr.py`); a problem it does not
 hold is trained here with no flags.
 
-With --parallel-trials N (on the first problem): the wall time of one worker finishing a study of
+With --parallel-trials N (on the first problem, or --parallel-on NAME): the wall time of one worker finishing a study of
 N trials, against two workers sharing a fresh study of N trials, each worker on one thread
 (OMP_NUM_THREADS=1; the one-worker run also on one thread, so that the ratio is the workers'),
 with a fixed space and budget so that the trials cost alike.
@@ -64,16 +65,26 @@ def default_accuracy(folder: Path, name: str, work: Path) -> float:
     return float(TEST_LINE.findall(out)[-1])
 
 
-def tuned(folder: Path, name: str, work: Path, minutes: float) -> dict:
+def tuned(folder: Path, name: str, work: Path, minutes: float, workers: int) -> dict:
+    tune_dir = work / f"tune-{name}"
+    args = ("tune", "--dataset", str(folder / f"{name}_TRAIN.ts"), "--test-dataset", str(folder / f"{name}_TEST.ts"),
+            "--trials", "100000", "--timeout", str(minutes * 60), "--tune-dir", str(tune_dir))
+    threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
     start = time.perf_counter()
-    out = finish(seqlstm("tune", "--dataset", str(folder / f"{name}_TRAIN.ts"), "--test-dataset",
-                         str(folder / f"{name}_TEST.ts"), "--trials", "100000", "--timeout", str(minutes * 60),
-                         "--tune-dir", str(work / f"tune-{name}")), f"seqlstm tune on {name}")
-    best = json.loads((work / f"tune-{name}" / "best.json").read_text())
-    trials = sum(line.startswith("trial ") for line in out.splitlines())
-    pruned = sum(line.startswith("trial ") and "pruned" in line for line in out.splitlines())
-    return {"test_accuracy": best["test_accuracy"], "best": best, "trials": trials, "pruned": pruned,
-            "seconds": time.perf_counter() - start}
+    processes = [seqlstm(*args, env=threads)]
+    for _ in range(workers - 1):
+        while not (tune_dir / "study.db").exists():  # the others join the study the first created
+            time.sleep(0.2)
+        time.sleep(2)
+        processes.append(seqlstm(*args, env=threads))
+    out = "".join(finish(process, f"seqlstm tune on {name}") for process in processes)
+    if not (tune_dir / "best.json").is_file():
+        raise SystemExit(f"no trial of {name} finished in {minutes} minutes:\n{out}")
+    best = json.loads((tune_dir / "best.json").read_text())
+    trials = [line for line in out.splitlines() if line.startswith("trial ")]
+    return {"test_accuracy": best["test_accuracy"], "best": best, "trials": len(trials),
+            "pruned": sum("pruned" in line for line in trials), "stopped": sum("time limit" in line for line in trials),
+            "lines": trials, "workers": workers, "seconds": time.perf_counter() - start}
 
 
 def parallel(folder: Path, name: str, work: Path, trials: int) -> dict:
@@ -102,8 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="[DIR] then problem names (default: every pair in DIR)")
     parser.add_argument("--minutes", type=float, default=30, help="each problem's tune (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="tune processes per problem (default: %(default)s)")
     parser.add_argument("--parallel-trials", type=int, default=0, metavar="N",
                         help="also time one worker against two on a study of N trials (default: not measured)")
+    parser.add_argument("--parallel-on", metavar="NAME", help="the problem of that comparison (default: the first)")
     parser.add_argument("--json", default=str(RESULTS / "tune.json"))
     args = parser.parse_args()
     names = list(args.names)
@@ -114,11 +127,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tune-", dir=".") as work:
         work = Path(work)
         for name in names:
-            row = {"name": name, "default": default_accuracy(folder, name, work), **tuned(folder, name, work, args.minutes)}
+            row = {"name": name, "default": default_accuracy(folder, name, work), **tuned(folder, name, work, args.minutes, args.workers)}
             rows.append(row)
             print(f"{name}: no flags {row['default']:.2f} %, tuned {row['test_accuracy']:.2f} % ({row['trials']} trials, "
                   f"{row['pruned']} pruned, {row['seconds'] / 60:.1f} min)", flush=True)
-        speed = parallel(folder, names[0], work, args.parallel_trials) if args.parallel_trials else None
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # kept as each problem ends: a tune is long
+            Path(args.json).write_text(json.dumps({"machine": provenance(), "minutes": args.minutes, "workers": args.workers,
+                                                   "problems": rows}, indent=1))
+        speed = parallel(folder, args.parallel_on or names[0], work, args.parallel_trials) if args.parallel_trials else None
     minirocket = {row["problem"]: (row.get("minirocket") or {}).get("acc")
                   for row in json.loads((RESULTS / "ucr-2core-cpu.json").read_text()).get("problems", [])} \
         if (RESULTS / "ucr-2core-cpu.json").is_file() else {}
@@ -135,7 +151,7 @@ def main() -> None:
         print(f"{speed['trials']} trials: one worker {speed['one_worker_s']:.0f} s, two workers {speed['two_workers_s']:.0f} s "
               f"({speed['ratio']:.2f} of the time)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": provenance(), "minutes": args.minutes, "problems": rows,
+    Path(args.json).write_text(json.dumps({"machine": provenance(), "minutes": args.minutes, "workers": args.workers, "problems": rows,
                                            "parallel": speed}, indent=1))
 
 

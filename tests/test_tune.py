@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_task
 from seqlstm import ConfigError, TrainConfig
@@ -22,11 +24,12 @@ from seqlstm.data.records import SequenceFile
 
 optuna = pytest.importorskip("optuna")
 
-from seqlstm.tuning import check_space, open_study, read_space, tune  # noqa: E402
+from seqlstm.tuning import (Fold, Report, check_space, default_space, enqueue_default, open_study,  # noqa: E402
+                            read_space, train_best, tune)
 
-# The tiny problem's model, and a budget of 12 epochs, validating after each on 40 (39, stratified)
+# The tiny problem's model, and a budget of 12 epochs, validating after each on 60 (stratified)
 # of the 200 training sequences.
-TINY = dict(hidden_size=8, num_layers=1, conv=0, precision="fp32", batch_size=16, epochs=12, val_size=40)
+TINY = dict(hidden_size=8, num_layers=1, conv=0, precision="fp32", batch_size=16, epochs=12, val_size=60)
 
 
 @pytest.fixture
@@ -81,6 +84,86 @@ def test_a_tiny_study_finds_the_planted_learning_rate_and_tests_only_the_best(tm
     assert len(again.study.trials) == 4 and again.final is None
 
 
+
+@pytest.mark.slow
+def test_a_small_file_s_trial_is_the_mean_of_its_folds(tmp_path):
+    # 45 sequences validating on 9 each time: a trial trains three folds, each validating on other sequences.
+    np.savez(tmp_path / "small.npz", **tiny_task(45))
+    np.savez(tmp_path / "test.npz", **tiny_task(30, seed=7))
+    config = config_for((tmp_path / "small.npz", tmp_path / "test.npz"), val_size=9, epochs=6)
+    result = tune(config, tmp_path / "tune", trials=1, space={"lr": [0.02]}, log_line=lambda line: None)
+    trial = result.study.trials[0]
+    assert sorted(p.name for p in (tmp_path / "tune" / "trials" / "small" / "0000").iterdir()) == ["fold-1", "fold-2", "fold-3"]
+    # The trial's value is its folds' mean score; each fold's is the mean of its last 3 validations (a run to its end).
+    folds = trial.user_attrs["folds"]
+    assert len(folds) == 3 and trial.user_attrs["accuracy"] == pytest.approx(np.mean(folds), abs=0.01)
+    assert trial.user_attrs["epochs"] == 6 and trial.intermediate_values.keys() == set(range(1, 19))
+    per_fold = [np.mean([trial.intermediate_values[f * 6 + e] for e in (4, 5, 6)]) for f in range(3)]
+    assert trial.value == pytest.approx(np.mean(per_fold))
+
+
+def test_folds_hold_out_disjoint_stratified_shares():
+    labels = torch.tensor([0] * 20 + [1] * 10 + [2] * 15)
+    held = [Fold(None, f, 3, seed=0).hold_out(labels, 9) for f in range(3)]
+    for kept, out in held:
+        assert sorted([*kept.tolist(), *out.tolist()]) == list(range(45))
+        # A fifth of every class: 4, 2 and 3 of them.
+        assert torch.bincount(labels[out], minlength=3).tolist() == [4, 2, 3]
+    outs = [set(out.tolist()) for _, out in held]
+    assert not (outs[0] & outs[1]) and not (outs[0] & outs[2]) and not (outs[1] & outs[2])
+    # Seeded: the same folds again; another seed, others.
+    assert Fold(None, 0, 3, seed=0).hold_out(labels, 9)[1].tolist() == held[0][1].tolist()
+    assert Fold(None, 0, 3, seed=1).hold_out(labels, 9)[1].tolist() != held[0][1].tolist()
+
+
+def test_a_run_is_scored_on_a_window_of_validations_not_one_peak():
+    report = Report(trial=None)
+    # (score, accuracy, epoch): one lucky peak at epoch 2, a steadier plateau over epochs 6-8, then a fall.
+    report.validations = [(50, 50, 1), (90, 90, 2), (40, 40, 3), (60, 60, 4), (70, 70, 5), (75, 75, 6), (72, 72, 7),
+                          (74, 74, 8), (50, 50, 9), (52, 52, 10)]
+    assert report.chosen(3, to_the_end=False) == (pytest.approx(221 / 3), pytest.approx(221 / 3), 8)
+    assert report.chosen(3, to_the_end=True) == (pytest.approx(176 / 3), pytest.approx(176 / 3), 10)
+    assert report.chosen(1, to_the_end=False)[2] == 2
+    assert report.chosen(20, to_the_end=True) == (pytest.approx(63.3), pytest.approx(63.3), 10)  # fewer: all of them
+
+
+def test_a_new_study_first_tries_the_settings_train_would_choose(tmp_path):
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "first", seed=0)
+    planned = TrainConfig(dataset=str(tmp_path / "x.npz"), batch_size=16, patch=2)
+    space = {**default_space(patch=2), "lr": {"low": 0.02, "high": 0.05}}  # the default 0.01 is outside: drawn
+    enqueue_default(study, space, planned)
+    enqueue_default(study, space, planned)  # a second worker, or a second start, queues nothing more
+    assert len(study.trials) == 1
+    assert study.trials[0].system_attrs["fixed_params"] == {"hidden_size": 128, "num_layers": 2, "cell": "lstm", "bidirectional": False,
+                                      "pool": "mean", "dropout": 0.0, "patch": 2, "batch_size": 16}
+    started = open_study(f"sqlite:///{tmp_path / 'study.db'}", "other", seed=0)
+    started.enqueue_trial({"lr": 0.03})
+    enqueue_default(started, space, planned)
+    assert [t.system_attrs["fixed_params"] for t in started.trials] == [{"lr": 0.03}]
+
+
+@pytest.mark.slow
+def test_the_best_trains_on_the_trials_schedule_for_the_epochs_their_windows_chose(tmp_path, tiny_files):
+    best = optuna.trial.create_trial(params={"lr": 0.02}, distributions={"lr": optuna.distributions.FloatDistribution(
+        0.001, 0.1)}, value=90.0, user_attrs={"epochs": 3, "planned_epochs": 12, "accuracy": 90.0})
+    config = replace(config_for(tiny_files), val_size=None)
+    final = train_best(config, best, tmp_path, lambda line: None, SequenceFile(str(tiny_files[0])))
+    # 200 sequences in batches of 16: 13 steps an epoch; stopped after 3 of the 12 epochs planned.
+    run = tmp_path / "best" / f"trial-{best.number:04d}"
+    assert read_checkpoint(run / "last.ckpt")["training"]["step"] == 3 * 13
+    assert final.config.epochs == 12 and final.evaluation.total == 90
+    assert json.loads((tmp_path / "best.json").read_text())["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_the_time_limit_stops_the_running_trial(tmp_path, tiny_files):
+    lines = []
+    result = tune(config_for(tiny_files, epochs=400), tmp_path / "tune", trials=5, timeout=2, space={"lr": [0.02]},
+                  log_line=lines.append)
+    assert states(result.study) == ["PRUNED"] and result.final is None
+    assert lines[0].startswith("trial 0: stopped at the time limit after ")
+
+
 @pytest.mark.slow
 def test_pruning_stops_a_trial_whose_validation_curve_is_bad(tmp_path, tiny_files):
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -94,8 +177,8 @@ def test_pruning_stops_a_trial_whose_validation_curve_is_bad(tmp_path, tiny_file
     pruned = result.study.trials[4]
     # Stopped at the first validation the pruner may judge: the 5th, of the 12 planned.
     assert max(pruned.intermediate_values) == 5
-    # (39 sequences held out, 13 of each class, leave 161: 11 steps an epoch.)
-    assert read_checkpoint(tmp_path / "tune" / "trials" / "planted" / "0004" / "last.ckpt")["training"]["step"] == 5 * 11
+    # (60 sequences held out, 20 of each class, leave 140: 9 steps an epoch.)
+    assert read_checkpoint(tmp_path / "tune" / "trials" / "planted" / "0004" / "last.ckpt")["training"]["step"] == 5 * 9
 
 
 def test_a_bad_search_space_is_refused_with_what_to_do(tmp_path):
@@ -127,7 +210,7 @@ def test_without_optuna_tune_says_what_to_install(tiny_files, tmp_path, monkeypa
 def tune_process(folder: Path, files: tuple[Path, Path], trials: int) -> subprocess.Popen:
     args = [sys.executable, "-m", "seqlstm", "tune", "--dataset", str(files[0]), "--test-dataset", str(files[1]),
             "--trials", str(trials), "--tune-dir", str(folder), "--hidden-size", "8", "--num-layers", "1", "--conv", "0",
-            "--precision", "fp32", "--batch-size", "16", "--epochs", "12", "--val-size", "40", "--cell", "lstm",
+            "--precision", "fp32", "--batch-size", "16", "--epochs", "12", "--val-size", "60", "--cell", "lstm",
             "--no-bidirectional", "--pool", "mean", "--patch", "1"]  # the space left: learning rate and dropout
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(u, without=("out", "run_dir"))
     u.add_argument("--trials", type=int, default=20, metavar="N",
                    help="trials of the study, over every process working on it (default: %(default)s)")
-    u.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds (this process)")
+    u.add_argument("--timeout", type=float, metavar="S", help="end the search after S seconds (this process): a trial still running is stopped; then the best trains")
     u.add_argument("--space", metavar="YAML",
                    help="the search space: 'name: [choices]', 'name: {low: A, high: B, log: true}' or 'name: value' "
                         "for settings named as the flags are (default: learning rate, hidden size, layers, cell, "

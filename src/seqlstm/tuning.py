@@ -1,12 +1,17 @@
 """`seqlstm tune`: a search over training settings on the user's data, with Optuna.
 
-Every trial is a normal training run, in its own run directory (DIR/trials/<study>/NNNN), that
-holds out a stratified share of the training sequences and is scored on them: its best validation
-accuracy, ties broken by the lower validation loss. A trial reports each validation to Optuna's pruner, which stops it when its curve falls
-behind the other trials' at the same point. No trial reads the test split. When the trials are
-done, the best settings train once more on all the training sequences, for as many epochs as the
-best trial needed, and that model alone is tested: DIR/best.ckpt, with DIR/results.csv (every
-trial) and Optuna's plots of the search in DIR/plots/.
+Every trial trains as the final model will (the plan's budget; to its end where the plan trains a
+small file to its end, with the plan's early stopping otherwise), in its own run directory
+(DIR/trials/<study>/NNNN), on the training sequences less a stratified validation share, and is
+scored on that share: the mean over a window of consecutive validations, ties broken by the lower
+validation loss. On a small file, whose validation share is a few sequences, a trial runs on up to
+three folds of a stratified k-fold split and scores their mean. A trial reports each validation to
+Optuna's pruner, which stops it when its curve falls behind the other trials' at the same point. No
+trial reads the test split. The first trial of a new study tries the settings `seqlstm train`
+would choose. When the trials are done, the best settings train once more on all the training
+sequences, on the schedule the trials had, for the epochs their windows chose, and that model alone
+is tested: DIR/best.ckpt, with DIR/results.csv (every trial) and Optuna's plots of the search in
+DIR/plots/.
 
 The study lives in Optuna storage: DIR/study.db (SQLite) unless `storage` names another database
 Optuna accepts (PostgreSQL, MySQL: workers on several machines). Several `seqlstm tune` processes
@@ -23,17 +28,20 @@ import logging
 import math
 import os
 import time
+import statistics
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import torch
+
 from .config import TrainConfig
 from .errors import ConfigError, OutputError
 from .data.records import source_for
 from .training import Recorder, TrainResult, train
-from .plan import patience_for
 from .training.loop import with_plan
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,17 @@ PRUNE_FROM_VALIDATION = 5
 # and queued again.
 HEARTBEAT_S = 10
 GRACE_S = 30
+# A small file's validation share is a few sequences, where one sequence more or less right moves
+# the score by points (ArrowHead: 8 of 36, 12.5 points apiece; a 6-minute tune chose on 20 ACSF1
+# sequences and lost 20 points on the test). A trial then trains and validates on as many folds of a
+# stratified k-fold split as validate MIN_VALIDATED sequences in all, at most MAX_FOLDS (each fold
+# costs a training), and scores their mean.
+MIN_VALIDATED = 60
+MAX_FOLDS = 3
+# A run's score is the mean over a window of consecutive validations (one per epoch), not one
+# validation's: this share of the planned epochs, at least MIN_WINDOW.
+WINDOW_SHARE = 0.1
+MIN_WINDOW = 3
 
 
 def default_space(patch: int) -> dict:
@@ -152,25 +171,72 @@ def score(accuracy: float, loss: float) -> float:
 
 
 class Report(Recorder):
-    """Tells a trial each validation's score, keeps the best one, its accuracy and its epoch, and
-    stops the run when Optuna's pruner says so."""
+    """Tells a trial each validation's score (as step `offset` + its number: one trial's folds
+    follow each other), keeps them, and stops the run when Optuna's pruner or the deadline says so."""
 
-    def __init__(self, trial):
-        self.trial = trial
-        self.best: float | None = None
-        self.best_accuracy = 0.0
-        self.best_epoch = 0
-        self.validations = 0
-        self.pruned = False
+    def __init__(self, trial, offset: int = 0, deadline: float = math.inf):
+        self.trial, self.offset, self.deadline = trial, offset, deadline
+        self.validations: list[tuple[float, float, int]] = []  # (score, accuracy, epoch)
+        self.pruned = self.late = False
+
+    def after_step(self, trainer, step) -> None:
+        if time.monotonic() > self.deadline:
+            self.late = trainer.stopping = True
 
     def after_validation(self, trainer, step, result, improved) -> None:
-        self.validations += 1
         value = score(result.accuracy, result.loss)
-        if self.best is None or value > self.best:
-            self.best, self.best_accuracy, self.best_epoch = value, result.accuracy, step.epoch
-        self.trial.report(value, self.validations)
+        self.validations.append((value, result.accuracy, step.epoch))
+        self.trial.report(value, self.offset + len(self.validations))
         if self.trial.should_prune():
             self.pruned = trainer.stopping = True
+
+    def chosen(self, window: int, to_the_end: bool) -> tuple[float, float, int]:
+        """The run's (score, validation accuracy, epochs): the means over `window` consecutive
+        validations, the last ones for a run trained to its end, else the best ones, and the epoch
+        that window ends at."""
+        window = min(window, len(self.validations))
+        means = np.convolve([v[0] for v in self.validations], np.ones(window) / window, mode="valid")
+        end = len(means) - 1 if to_the_end else int(np.argmax(means))
+        accuracy = float(np.mean([v[1] for v in self.validations[end:end + window]]))
+        return float(means[end]), accuracy, self.validations[end + window - 1][2]
+
+
+class Fold:
+    """A record whose validation share is fold `fold` of a stratified `folds`-fold split of the
+    training sequences (seeded): the record itself always holds out the same ones."""
+
+    def __init__(self, source, fold: int, folds: int, seed: int):
+        self.source, self.fold, self.folds, self.seed = source, fold, folds, seed
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def hold_out(self, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kept, held out) sample indices of `labels` (int64 (N,)); `size` sets the folds' number (N / size)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        splits = StratifiedKFold(n_splits=max(2, round(len(labels) / size)), shuffle=True, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a class rarer than the folds: in some folds only
+            kept, held = list(splits.split(np.zeros(len(labels)), labels.numpy()))[self.fold]
+        return torch.from_numpy(kept), torch.from_numpy(held)
+
+
+def folds_for(validation: int) -> int:
+    """How many folds a trial validating on `validation` sequences trains on."""
+    return min(MAX_FOLDS, math.ceil(MIN_VALIDATED / validation))
+
+
+class StopAfter(Recorder):
+    """Ends a run after `epochs` epochs, on the schedule it was planned with for more."""
+
+    everywhere = True
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def epoch_end(self, trainer, step) -> None:
+        trainer.stopping = trainer.stopping or step.epoch >= self.epochs
 
 
 @dataclass
@@ -193,7 +259,8 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
         config: the fixed settings and the data (`dataset`, `test_dataset`...); what `space` holds is drawn per trial.
         folder: where the study, the trials' run directories, best.ckpt, results.csv and plots/ go.
         trials: the study's trials, over all processes working on it (finished or pruned).
-        timeout: stop starting trials after this many seconds (this process).
+        timeout: end the search after this many seconds (this process): no trial starts later, and one
+            still running is stopped and recorded as pruned; then the best is trained.
         space: TrainConfig field -> choices (see `read_space`); None: `default_space`.
         storage: an Optuna storage URL; None: sqlite in `folder`.
         study_name: the study in the storage; None: the dataset's name.
@@ -220,38 +287,54 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     data = source.load(config, test=False)  # checked once before any trial; the plan's choices for it
     planned = with_plan(config, data, source)
     validation = config.val_size or planned.val_size or max(2, math.ceil(VALIDATION_SHARE * len(data.train.labels)))
+    folds = folds_for(validation)
     del data
     if space is None:
         space = {name: spec for name, spec in default_space(planned.patch).items() if name not in fixed}
     check_space(space, "the search space")
     name = study_name or Path(str(config.dataset)).stem
-    # A trial validates after every epoch: it is patient, and judged, in proportion to the plan's epochs.
+    # A trial validates after every epoch and trains as the final model will: to the end of the
+    # plan's epochs where the plan trains a file to its end (a small one), else with its patience.
     epochs = planned.epochs
-    patience = patience_for(epochs) if config.patience is None else config.patience
+    patience = config.patience if config.patience is not None else planned.patience
+    window = max(MIN_WINDOW, math.ceil(WINDOW_SHARE * epochs))
     study = open_study(storage or f"sqlite:///{(folder / 'study.db').resolve()}", name, config.seed,
                        prune_from=max(PRUNE_FROM_VALIDATION, math.ceil(PRUNE_FROM_SHARE * epochs)))
+    enqueue_default(study, space, planned)
     trial_dirs = folder / "trials" / name
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
 
     def objective(trial) -> float:
-        run_dir = trial_dirs / f"{trial.number:04d}"
         settings = suggest(trial, space)
-        # The space may choose the validation share and the patience too; otherwise the trial validates.
-        trial_config = replace(replace(config, val_size=validation, patience=patience),
-                               **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"))
-        report = Report(trial)
         start = time.perf_counter()
-        with quiet(logging.getLogger("seqlstm")):  # a trial speaks in one line, below, not in its run's
-            train(trial_config, log=lambda line: None, recorders=[report], source=source, test=False)
-        trial.set_user_attr("epochs", report.best_epoch)
-        trial.set_user_attr("accuracy", report.best_accuracy)
-        trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
-        if report.pruned:
-            log_line(f"trial {trial.number}: pruned after {report.validations} validations ({shown})")
-            raise optuna.TrialPruned()
-        log_line(f"trial {trial.number}: {report.best_accuracy:.2f} % on validation at epoch {report.best_epoch} "
+        runs = []
+        for fold in range(folds):
+            run_dir = trial_dirs / f"{trial.number:04d}" / (f"fold-{fold + 1}" if folds > 1 else "")
+            # The space may choose the validation share and the patience too; otherwise the trial validates.
+            trial_config = replace(replace(config, val_size=validation, patience=patience),
+                                   **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"))
+            report = Report(trial, offset=fold * epochs, deadline=deadline)
+            with quiet(logging.getLogger("seqlstm")):  # a trial speaks in one line, below, not in its run's
+                train(trial_config, log=lambda line: None, recorders=[report],
+                      source=Fold(source, fold, folds, config.seed) if folds > 1 else source, test=False)
+            if report.pruned or report.late:
+                why = "stopped at the time limit" if report.late else "pruned"
+                log_line(f"trial {trial.number}: {why} after {fold * epochs + len(report.validations)} validations ({shown})")
+                raise optuna.TrialPruned()
+            runs.append(report.chosen(window, to_the_end=not trial_config.patience))
+        value = statistics.fmean(r[0] for r in runs)
+        accuracy = statistics.fmean(r[1] for r in runs)
+        budget = int(statistics.median_low(r[2] for r in runs))
+        trial.set_user_attr("epochs", budget)
+        trial.set_user_attr("planned_epochs", trial_config.epochs or epochs)
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("folds", [round(r[1], 2) for r in runs])
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+        over = f" over {folds} folds" if folds > 1 else ""
+        log_line(f"trial {trial.number}: {accuracy:.2f} % on validation{over}, to epoch {budget} "
                  f"({shown}) in {time.perf_counter() - start:.0f} s")
-        return report.best
+        return value
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     left = trials - len(study.get_trials(deepcopy=False, states=finished))
@@ -278,6 +361,24 @@ def quiet(logger: logging.Logger):
         yield
     finally:
         logger.setLevel(level)
+
+
+def enqueue_default(study, space: dict, planned: TrainConfig) -> None:
+    """Queue, as a new study's first trial, the settings `seqlstm train` chooses for the data
+    (`planned`), those of them `space` searches: the search starts from the measured default, and
+    keeps it unless a trial scores better."""
+    default = {name: getattr(planned, name) for name, spec in space.items() if holds(spec, getattr(planned, name))}
+    if default and not study.trials:
+        study.enqueue_trial(default, skip_if_exists=True)
+
+
+def holds(spec, value) -> bool:
+    """Whether the search space entry `spec` (a list of choices or a range) can draw `value`."""
+    if isinstance(spec, list):
+        return value in spec
+    if isinstance(spec, dict) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return number(spec["low"], "low") <= value <= number(spec["high"], "high")
+    return False
 
 
 def open_study(url: str, name: str, seed: int, prune_from: int = PRUNE_FROM_VALIDATION):
@@ -316,13 +417,16 @@ def train_best(config: TrainConfig, best, folder: Path, log_line: Callable[[str]
         if done.is_file() and json.loads(done.read_text()).get("trial") == best.number:
             log_line(f"the best trial ({best.number}) was trained and tested already: {folder / 'best.ckpt'}")
             return None
+        planned = best.user_attrs.get("planned_epochs")
         epochs = max(1, best.user_attrs.get("epochs", 1))
-        final = replace(config, **best.params, epochs=epochs, val_size=0, patience=0,
+        # The trials' schedule (their planned epochs), stopped where the trials' windows ended.
+        stop = [StopAfter(epochs)] if planned and epochs < planned else []
+        final = replace(config, **best.params, epochs=planned or epochs, val_size=0, patience=0,
                         run_dir=str(folder / "best" / f"trial-{best.number:04d}"), out=str(folder / "best.ckpt"))
         accuracy = best.user_attrs.get("accuracy", best.value)
         log_line(f"best: trial {best.number}, {accuracy:.2f} % on validation; training it on all the training sequences "
-                 f"for {epochs} epochs, then testing it once")
-        result = train(final, log=log_line, source=source)
+                 f"for {epochs} of {planned or epochs} epochs, then testing it once")
+        result = train(final, log=log_line, recorders=stop, source=source)
         done.write_text(json.dumps({"trial": best.number, "params": best.params, "epochs": epochs,
                                     "test_accuracy": None if result.evaluation is None else result.evaluation.accuracy}))
     return result
