@@ -24,8 +24,8 @@ from seqlstm.data.records import SequenceFile
 
 optuna = pytest.importorskip("optuna")
 
-from seqlstm.tuning import (Fold, Report, check_space, default_space, enqueue_default, open_study,  # noqa: E402
-                            read_space, train_best, tune)
+from seqlstm.tuning import (FOLD_STEPS, Fold, Report, check_space, default_space, enqueue_default,  # noqa: E402
+                            folds_for, open_study, read_space, train_best, tune)
 
 # The tiny problem's model, and a budget of 12 epochs, validating after each on 60 (stratified)
 # of the 200 training sequences.
@@ -86,25 +86,31 @@ def test_a_tiny_study_finds_the_planted_learning_rate_and_tests_only_the_best(tm
 
 
 @pytest.mark.slow
-def test_a_small_file_s_trial_is_the_mean_of_its_folds(tmp_path):
-    # 45 sequences validating on 9 each time: a trial trains three folds, each validating on other sequences.
+def test_a_small_file_s_trial_is_the_mean_of_its_folds(tmp_path, monkeypatch):
+    # 45 sequences validating on 9 at a time: a trial trains three folds of five, each validating on others.
     np.savez(tmp_path / "small.npz", **tiny_task(45))
     np.savez(tmp_path / "test.npz", **tiny_task(30, seed=7))
+    held_out = []
+    hold_out = Fold.hold_out
+    monkeypatch.setattr(Fold, "hold_out", lambda self, labels, size: held_out.append(hold_out(self, labels, size)[1])
+                        or hold_out(self, labels, size))
     config = config_for((tmp_path / "small.npz", tmp_path / "test.npz"), val_size=9, epochs=6)
     result = tune(config, tmp_path / "tune", trials=1, space={"lr": [0.02]}, log_line=lambda line: None)
     trial = result.study.trials[0]
     assert sorted(p.name for p in (tmp_path / "tune" / "trials" / "small" / "0000").iterdir()) == ["fold-1", "fold-2", "fold-3"]
+    assert [len(h) for h in held_out] == [9, 9, 9] and len(set().union(*(set(h.tolist()) for h in held_out))) == 27
     # The trial's value is its folds' mean score; each fold's is the mean of its last 3 validations (a run to its end).
     folds = trial.user_attrs["folds"]
     assert len(folds) == 3 and trial.user_attrs["accuracy"] == pytest.approx(np.mean(folds), abs=0.01)
-    assert trial.user_attrs["epochs"] == 6 and trial.intermediate_values.keys() == set(range(1, 19))
-    per_fold = [np.mean([trial.intermediate_values[f * 6 + e] for e in (4, 5, 6)]) for f in range(3)]
+    assert trial.user_attrs["epochs"] == 6
+    assert sorted(trial.intermediate_values) == [f * FOLD_STEPS + e for f in range(3) for e in range(1, 7)]
+    per_fold = [np.mean([trial.intermediate_values[f * FOLD_STEPS + e] for e in (4, 5, 6)]) for f in range(3)]
     assert trial.value == pytest.approx(np.mean(per_fold))
 
 
 def test_folds_hold_out_disjoint_stratified_shares():
     labels = torch.tensor([0] * 20 + [1] * 10 + [2] * 15)
-    held = [Fold(None, f, 3, seed=0).hold_out(labels, 9) for f in range(3)]
+    held = [Fold(None, f, 5, seed=0).hold_out(labels, 9) for f in range(3)]
     for kept, out in held:
         assert sorted([*kept.tolist(), *out.tolist()]) == list(range(45))
         # A fifth of every class: 4, 2 and 3 of them.
@@ -112,8 +118,18 @@ def test_folds_hold_out_disjoint_stratified_shares():
     outs = [set(out.tolist()) for _, out in held]
     assert not (outs[0] & outs[1]) and not (outs[0] & outs[2]) and not (outs[1] & outs[2])
     # Seeded: the same folds again; another seed, others.
-    assert Fold(None, 0, 3, seed=0).hold_out(labels, 9)[1].tolist() == held[0][1].tolist()
-    assert Fold(None, 0, 3, seed=1).hold_out(labels, 9)[1].tolist() != held[0][1].tolist()
+    assert Fold(None, 0, 5, seed=0).hold_out(labels, 9)[1].tolist() == held[0][1].tolist()
+    assert Fold(None, 0, 5, seed=1).hold_out(labels, 9)[1].tolist() != held[0][1].tolist()
+
+
+def test_the_folds_follow_the_validation_share_and_the_classes():
+    labels = torch.tensor([0] * 20 + [1] * 10 + [2] * 15)
+    assert folds_for(labels, 9) == (3, 5)  # 27 validated in all: the most folds
+    assert folds_for(labels, 20) == (2, 2)  # 45 / 20: a 2-fold split has two folds only
+    assert folds_for(labels, 30) == (2, 2) and folds_for(labels, 60) == (1, 0)  # 60 validated by one: no folds
+    # Classes of two: a stratified split has two folds at most; of one: none.
+    assert folds_for(torch.arange(52).repeat(2), 21) == (2, 2)
+    assert folds_for(torch.arange(40), 8) == (1, 0)
 
 
 def test_a_run_is_scored_on_a_window_of_validations_not_one_peak():
@@ -144,15 +160,26 @@ def test_a_new_study_first_tries_the_settings_train_would_choose(tmp_path):
 
 @pytest.mark.slow
 def test_the_best_trains_on_the_trials_schedule_for_the_epochs_their_windows_chose(tmp_path, tiny_files):
-    best = optuna.trial.create_trial(params={"lr": 0.02}, distributions={"lr": optuna.distributions.FloatDistribution(
-        0.001, 0.1)}, value=90.0, user_attrs={"epochs": 3, "planned_epochs": 12, "accuracy": 90.0})
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.02, "patience": 5}, value=90.0, user_attrs={"epochs": 3, "planned_epochs": 12, "accuracy": 90.0},
+        distributions={"lr": optuna.distributions.FloatDistribution(0.001, 0.1),
+                       "patience": optuna.distributions.IntDistribution(1, 9)}))
     config = replace(config_for(tiny_files), val_size=None)
-    final = train_best(config, best, tmp_path, lambda line: None, SequenceFile(str(tiny_files[0])))
+    lines = []
+    final = train_best(config, study.best_trial, tmp_path, lines.append, SequenceFile(str(tiny_files[0])))
     # 200 sequences in batches of 16: 13 steps an epoch; stopped after 3 of the 12 epochs planned.
-    run = tmp_path / "best" / f"trial-{best.number:04d}"
-    assert read_checkpoint(run / "last.ckpt")["training"]["step"] == 3 * 13
-    assert final.config.epochs == 12 and final.evaluation.total == 90
+    assert read_checkpoint(tmp_path / "best" / "trial-0000" / "last.ckpt")["training"]["step"] == 3 * 13
+    assert final.config.epochs == 12 and final.config.patience == 0 and final.evaluation.total == 90
     assert json.loads((tmp_path / "best.json").read_text())["epochs"] == 3
+    assert lines[0] == ("best: trial 0, 90.00 % on validation; training it on all the training sequences for 3 of 12 "
+                        "epochs, then testing it once")
+
+
+def test_a_trial_that_validates_on_nothing_is_refused(tmp_path, tiny_files):
+    with pytest.raises(ConfigError, match=r"trial 0 validated on nothing \(val_size=0\): a search chooses on validation"):
+        tune(config_for(tiny_files, epochs=1), tmp_path / "tune", trials=1, space={"val_size": [0]},
+             log_line=lambda line: None)
 
 
 @pytest.mark.slow
@@ -201,9 +228,11 @@ def test_a_bad_search_space_is_refused_with_what_to_do(tmp_path):
     check_space({"hidden_size": [8, 16]}, "here")
 
 
-def test_without_optuna_tune_says_what_to_install(tiny_files, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed: importing it fails
-    with pytest.raises(ConfigError, match=r'seqlstm tune needs Optuna .*pip install "seqlstm\[tune\]"'):
+@pytest.mark.parametrize("missing", ["optuna", "sklearn.model_selection"])
+def test_without_optuna_tune_says_what_to_install(tiny_files, tmp_path, monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # as if it were not installed: importing it fails
+    with pytest.raises(ConfigError, match=r'seqlstm tune needs Optuna and scikit-learn \(.*\); install them with: '
+                                          r'pip install "seqlstm\[tune\]"'):
         tune(config_for(tiny_files), tmp_path / "tune", trials=2)
 
 

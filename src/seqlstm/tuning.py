@@ -31,6 +31,7 @@ import time
 import statistics
 import warnings
 from contextlib import contextmanager
+from itertools import islice
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -70,6 +71,8 @@ GRACE_S = 30
 # costs a training), and scores their mean.
 MIN_VALIDATED = 60
 MAX_FOLDS = 3
+# A fold's validations are reported to the pruner as steps from fold x FOLD_STEPS: apart, whatever their number.
+FOLD_STEPS = 1_000_000
 # A run's score is the mean over a window of consecutive validations (one per epoch), not one
 # validation's: this share of the planned epochs, at least MIN_WINDOW.
 WINDOW_SHARE = 0.1
@@ -202,29 +205,37 @@ class Report(Recorder):
 
 
 class Fold:
-    """A record whose validation share is fold `fold` of a stratified `folds`-fold split of the
+    """A record whose validation share is fold `fold` of a stratified `splits`-fold split of the
     training sequences (seeded): the record itself always holds out the same ones."""
 
-    def __init__(self, source, fold: int, folds: int, seed: int):
-        self.source, self.fold, self.folds, self.seed = source, fold, folds, seed
+    def __init__(self, source, fold: int, splits: int, seed: int):
+        self.source, self.fold, self.splits, self.seed = source, fold, splits, seed
 
     def __getattr__(self, name):
+        if name == "source" or name.startswith("__"):  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.source, name)
 
     def hold_out(self, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(kept, held out) sample indices of `labels` (int64 (N,)); `size` sets the folds' number (N / size)."""
+        """(kept, held out) sample indices of `labels` (int64 (N,)): the fold's; `size` is the record's
+        own hold-out's, which the split's number of folds stands for."""
         from sklearn.model_selection import StratifiedKFold
 
-        splits = StratifiedKFold(n_splits=max(2, round(len(labels) / size)), shuffle=True, random_state=self.seed)
+        splits = StratifiedKFold(n_splits=self.splits, shuffle=True, random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a class rarer than the folds: in some folds only
-            kept, held = list(splits.split(np.zeros(len(labels)), labels.numpy()))[self.fold]
+            kept, held = next(islice(splits.split(np.zeros(len(labels)), labels.numpy()), self.fold, None))
         return torch.from_numpy(kept), torch.from_numpy(held)
 
 
-def folds_for(validation: int) -> int:
-    """How many folds a trial validating on `validation` sequences trains on."""
-    return min(MAX_FOLDS, math.ceil(MIN_VALIDATED / validation))
+def folds_for(labels: torch.Tensor, validation: int) -> tuple[int, int]:
+    """(the folds a trial trains on, k of the stratified k-fold split they come from) for training
+    sequences of `labels` (int64 (N,)) that validate on `validation` of them at a time: k is
+    N / `validation`, at most the largest class's count (a stratified split needs as many members);
+    (1, 0) for the record's own hold-out where fewer than 2 folds would do."""
+    k = min(max(2, round(len(labels) / validation)), int(torch.bincount(labels).max()))
+    folds = min(MAX_FOLDS, math.ceil(MIN_VALIDATED / validation), k)
+    return (folds, k) if folds > 1 else (1, 0)
 
 
 class StopAfter(Recorder):
@@ -273,8 +284,9 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     """
     try:
         import optuna
+        import sklearn.model_selection  # noqa: F401  (a small file's folds)
     except ImportError as e:
-        raise ConfigError(f'seqlstm tune needs Optuna ({e}); install it with: pip install "seqlstm[tune]"') from None
+        raise ConfigError(f'seqlstm tune needs Optuna and scikit-learn ({e}); install them with: pip install "seqlstm[tune]"') from None
     if not (isinstance(trials, int) and trials >= 1):
         raise ConfigError(f"--trials must be a positive whole number, got {trials}")
     folder = Path(folder)
@@ -287,7 +299,8 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     data = source.load(config, test=False)  # checked once before any trial; the plan's choices for it
     planned = with_plan(config, data, source)
     validation = config.val_size or planned.val_size or max(2, math.ceil(VALIDATION_SHARE * len(data.train.labels)))
-    folds = folds_for(validation)
+    # Folds where the plan trains to the end on all of a small file; a larger file validates on its share.
+    folds, splits = folds_for(data.train.labels, validation) if not planned.val_size else (1, 0)
     del data
     if space is None:
         space = {name: spec for name, spec in default_space(planned.patch).items() if name not in fixed}
@@ -314,14 +327,17 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
             # The space may choose the validation share and the patience too; otherwise the trial validates.
             trial_config = replace(replace(config, val_size=validation, patience=patience),
                                    **settings, run_dir=str(run_dir), out=str(run_dir / "model.ckpt"))
-            report = Report(trial, offset=fold * epochs, deadline=deadline)
+            report = Report(trial, offset=fold * FOLD_STEPS, deadline=deadline)
             with quiet(logging.getLogger("seqlstm")):  # a trial speaks in one line, below, not in its run's
                 train(trial_config, log=lambda line: None, recorders=[report],
-                      source=Fold(source, fold, folds, config.seed) if folds > 1 else source, test=False)
+                      source=Fold(source, fold, splits, config.seed) if folds > 1 else source, test=False)
             if report.pruned or report.late:
                 why = "stopped at the time limit" if report.late else "pruned"
                 log_line(f"trial {trial.number}: {why} after {fold * epochs + len(report.validations)} validations ({shown})")
                 raise optuna.TrialPruned()
+            if not report.validations:
+                raise ConfigError(f"trial {trial.number} validated on nothing ({', '.join(f'{k}={v}' for k, v in settings.items())}): "
+                                  "a search chooses on validation; leave val_size out of the space or above 0")
             runs.append(report.chosen(window, to_the_end=not trial_config.patience))
         value = statistics.fmean(r[0] for r in runs)
         accuracy = statistics.fmean(r[1] for r in runs)
@@ -421,13 +437,15 @@ def train_best(config: TrainConfig, best, folder: Path, log_line: Callable[[str]
         epochs = max(1, best.user_attrs.get("epochs", 1))
         # The trials' schedule (their planned epochs), stopped where the trials' windows ended.
         stop = [StopAfter(epochs)] if planned and epochs < planned else []
-        final = replace(config, **best.params, epochs=planned or epochs, val_size=0, patience=0,
-                        run_dir=str(folder / "best" / f"trial-{best.number:04d}"), out=str(folder / "best.ckpt"))
+        final = replace(config, **{**best.params, "epochs": planned or epochs, "val_size": 0, "patience": 0,
+                                   "run_dir": str(folder / "best" / f"trial-{best.number:04d}"),
+                                   "out": str(folder / "best.ckpt")})
         accuracy = best.user_attrs.get("accuracy", best.value)
+        limit = f", at most {final.max_steps} steps" if final.max_steps else ""
         log_line(f"best: trial {best.number}, {accuracy:.2f} % on validation; training it on all the training sequences "
-                 f"for {epochs} of {planned or epochs} epochs, then testing it once")
+                 f"for {epochs} of {planned or epochs} epochs{limit}, then testing it once")
         result = train(final, log=log_line, recorders=stop, source=source)
-        done.write_text(json.dumps({"trial": best.number, "params": best.params, "epochs": epochs,
+        done.write_text(json.dumps({"trial": best.number, "params": best.params, "epochs": epochs, "planned_epochs": planned,
                                     "test_accuracy": None if result.evaluation is None else result.evaluation.accuracy}))
     return result
 
