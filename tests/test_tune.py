@@ -24,8 +24,8 @@ from seqlstm.data.records import SequenceFile
 
 optuna = pytest.importorskip("optuna")
 
-from seqlstm.tuning import (FOLD_STEPS, Fold, Report, check_space, default_space, enqueue_default,  # noqa: E402
-                            folds_for, open_study, read_space, train_best, tune)
+from seqlstm.tuning import (FOLD_STEPS, Fold, Report, default_space, enqueue_default,  # noqa: E402
+                            folds_for, open_study, read_space, suggest, train_best, tune)
 
 # The tiny problem's model, and a budget of 12 epochs, validating after each on 60 (stratified)
 # of the 200 training sequences.
@@ -224,8 +224,17 @@ def test_a_bad_search_space_is_refused_with_what_to_do(tmp_path):
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("{", r"\{").replace("}", r"\}")):
             read_space(tmp_path / "space.yaml")
     (tmp_path / "space.yaml").write_text("lr: {low: 1e-4, high: 1e-2, log: true}\nnum_layers: {low: 1, high: 3}\ncell: gru\n")
-    assert read_space(tmp_path / "space.yaml")["cell"] == "gru"
-    check_space({"hidden_size": [8, 16]}, "here")
+    space = read_space(tmp_path / "space.yaml")
+    # A good file's entries draw as they say: 1e-4 (text to YAML) a float range on a log scale, whole
+    # bounds an int range, a lone value fixed.
+    chosen = suggest(optuna.trial.FixedTrial({"lr": 0.001, "num_layers": 2}), space)
+    assert chosen == {"lr": 0.001, "num_layers": 2, "cell": "gru"} and isinstance(chosen["num_layers"], int)
+    # FixedTrial checks a value against the distribution the space gave.
+    with pytest.warns(UserWarning, match=r"0.5 .* out of the range of the distribution FloatDistribution\(high=0.01, "
+                                         r"log=True, low=0.0001"):
+        suggest(optuna.trial.FixedTrial({"lr": 0.5, "num_layers": 2}), space)
+    with pytest.warns(UserWarning, match=r"IntDistribution\(high=3, log=False, low=1, step=1\)"):
+        suggest(optuna.trial.FixedTrial({"lr": 0.001, "num_layers": 4}), space)
 
 
 @pytest.mark.parametrize("missing", ["optuna", "sklearn.model_selection"])
