@@ -299,8 +299,10 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     data = source.load(config, test=False)  # checked once before any trial; the plan's choices for it
     planned = with_plan(config, data, source)
     validation = config.val_size or planned.val_size or max(2, math.ceil(VALIDATION_SHARE * len(data.train.labels)))
-    # Folds where the plan trains to the end on all of a small file; a larger file validates on its share.
-    folds, splits = folds_for(data.train.labels, validation) if not planned.val_size else (1, 0)
+    patience = config.patience if config.patience is not None else planned.patience
+    # Folds where a trial trains to the end, as the plan does on a small file; one that stops early
+    # (a larger file, or --patience) chooses on its one share, as train does.
+    folds, splits = folds_for(data.train.labels, validation) if not patience else (1, 0)
     del data
     if space is None:
         space = {name: spec for name, spec in default_space(planned.patch).items() if name not in fixed}
@@ -309,7 +311,6 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
     # A trial validates after every epoch and trains as the final model will: to the end of the
     # plan's epochs where the plan trains a file to its end (a small one), else with its patience.
     epochs = planned.epochs
-    patience = config.patience if config.patience is not None else planned.patience
     window = max(MIN_WINDOW, math.ceil(WINDOW_SHARE * epochs))
     study = open_study(storage or f"sqlite:///{(folder / 'study.db').resolve()}", name, config.seed,
                        prune_from=max(PRUNE_FROM_VALIDATION, math.ceil(PRUNE_FROM_SHARE * epochs)))
