@@ -359,6 +359,11 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.optimize(objective, timeout=timeout, callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
+    # Another worker's trial still running may yet be the best: wait for it (a dead worker's is failed
+    # once its heartbeat is stale), so the best is trained once, on the study's last word.
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(1)
     results = write_results(study, folder / "results.csv")
     plots = draw_plots(study, folder / "plots")
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
