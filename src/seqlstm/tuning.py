@@ -361,7 +361,8 @@ def tune(config: TrainConfig, folder: str | os.PathLike, trials: int = 20, timeo
             study.optimize(objective, timeout=timeout, callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
     # Another worker's trial still running may yet be the best: wait for it (a dead worker's is failed
     # once its heartbeat is stale), so the best is trained once, on the study's last word.
-    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    waited = time.monotonic() + GRACE_S + HEARTBEAT_S  # never longer than a dead worker's trial takes to fail
+    while time.monotonic() < waited and study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna.storages.fail_stale_trials(study)
         time.sleep(1)
     results = write_results(study, folder / "results.csv")
