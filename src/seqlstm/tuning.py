@@ -43,6 +43,7 @@ from .config import TrainConfig
 from .errors import ConfigError, OutputError
 from .data.records import source_for
 from .training import Recorder, TrainResult, train
+from .plan import VALIDATION_SHARE  # a small file's trials validate on the share a larger file's plan holds out
 from .training.loop import with_plan
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ log = logging.getLogger(__name__)
 # Settings a search space may not hold: what is read and written, and the run's bookkeeping.
 NOT_TUNABLE = ("dataset", "data_dir", "test_dataset", "test_size", "label_column", "out", "run_dir", "log", "log_every",
                "device", "plan", "digests", "checkpoint_every", "eval_every")
-# The share of the training sequences a trial validates on, when --val-size does not say.
-VALIDATION_SHARE = 0.2
 # Optuna's median pruner: no pruning before this many trials have finished, nor before this
 # share of a trial's planned epochs (at least PRUNE_FROM_VALIDATION validations): the one-cycle
 # schedule warms up over its first 30 % of steps, and a curve judged earlier says little (measured:
